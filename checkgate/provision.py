@@ -1,0 +1,575 @@
+"""`checkgate provision`: broker configuration, gate credentials and install sheets.
+
+One provisioning directory holds everything for a deployment:
+
+    registry.json          the gates and server instances provisioned so far (no secrets)
+    ca/ca.crt, ca/ca.key   the broker CA (keep ca.key on this machine, never on the broker)
+    broker/                copy to the broker host: mosquitto.conf, passwd, acl, TLS files
+    server/                one config per server instance (MQTT user, TLS, shared subscription)
+    gates/<id>/            one bundle per gate: gate.yaml, TLS files, INSTALL.txt
+
+`provision broker` creates it; `provision gate` adds (or rotates, or revokes) a gate and
+rewrites broker/passwd and broker/acl from the registry, so the broker's view of who may
+do what is always derived from one file. Gate users are `gate.<id>`; a '.' cannot appear
+in a gate id, so no gate can ever be named like the server's user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import pathlib
+import sys
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from checkgate import protocol
+from checkgate.config import StrictModel, describe_validation_error
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_NEGATIVE, EXIT_USAGE = 0, 1, 2
+REGISTRY_NAME = "registry.json"
+SERVER_USER = "server"
+GATE_USER_PREFIX = "gate."
+DEFAULT_BROKER_INSTALL_DIR = "/etc/mosquitto/checkgate"
+DEFAULT_BROKER_DATA_DIR = "/var/lib/mosquitto"
+DEFAULT_GATE_INSTALL_DIR = "/etc/checkgate"
+DEFAULT_SERVER_INSTALL_DIR = "/etc/checkgate"
+
+
+class ProvisionError(Exception):
+    """Provisioning cannot go on; the message says what to do instead."""
+
+
+def gate_user(gate_id: str) -> str:
+    return f"{GATE_USER_PREFIX}{gate_id}"
+
+
+# --- the registry ---------------------------------------------------------------------
+
+
+class BrokerSettings(StrictModel):
+    hostnames: list[str] = Field(min_length=1)
+    bind_address: str = ""  # empty: all interfaces
+    tls_port: int = Field(8883, ge=1, le=65535)
+    cert_port: int | None = Field(8884, ge=1, le=65535)  # client-certificate listener; None: off
+    install_dir: str = DEFAULT_BROKER_INSTALL_DIR
+    data_dir: str = DEFAULT_BROKER_DATA_DIR
+    run_as: str = "mosquitto"
+    # Per client, QoS 1 messages held while it is away: the server's session must hold
+    # every event published while all server instances are down.
+    max_queued_messages: int = Field(200_000, ge=1000)
+    max_inflight_messages: int = Field(100, ge=1, le=65535)
+    # Trust and status lists can be large (a national DCC trust list is ~1 MB).
+    max_packet_kb: int = Field(4096, ge=64)
+    # Sessions of clients that went away for good (a replaced server instance).
+    session_expiry: str = Field("14d", pattern=r"^\d+[hdwmy]$")
+
+
+class ServerInstance(StrictModel):
+    name: str
+    client_id: str
+
+
+class GateRecord(StrictModel):
+    auth: str = Field(pattern=r"^(password|cert)$")
+    password_hash: str | None = None
+    cert_serial: int | None = None
+    created: str
+    rotated: str | None = None
+
+
+class Registry(StrictModel):
+    schema_: str = Field("checkgate.provision/1", alias="schema")
+    broker: BrokerSettings
+    server_password_hash: str
+    servers: list[ServerInstance]
+    server_install_dir: str = DEFAULT_SERVER_INSTALL_DIR
+    share_group: str = "checkgate-ingest"
+    gates: dict[str, GateRecord] = Field(default_factory=dict)
+    revoked_serials: list[int] = Field(default_factory=list)
+
+    @field_validator("gates")
+    @classmethod
+    def _gate_ids_valid(cls, v: dict[str, GateRecord]) -> dict[str, GateRecord]:
+        bad = [g for g in v if not protocol.valid_gate_id(g)]
+        if bad:
+            raise ValueError(f"invalid gate ids {bad}")
+        return v
+
+
+def load_registry(out: pathlib.Path) -> Registry:
+    path = out / REGISTRY_NAME
+    if not path.exists():
+        raise ProvisionError(f"{path} does not exist: run `checkgate provision broker --out {out}` first")
+    try:
+        return Registry.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except ValueError as err:
+        detail = describe_validation_error(err) if isinstance(err, ValidationError) else str(err)
+        raise ProvisionError(f"{path} is damaged: {detail}") from None
+
+
+def save_registry(out: pathlib.Path, registry: Registry) -> None:
+    path = out / REGISTRY_NAME
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(registry.model_dump(by_alias=True), indent=2, sort_keys=True) + "\n",
+                   encoding="utf-8")
+    tmp.replace(path)  # never leave a half-written registry behind
+
+
+# --- broker files, all derived from the registry ---------------------------------------
+
+
+def render_acl(registry: Registry) -> str:
+    """Per-user rules; anything not granted is denied (including `$SYS` and other gates)."""
+    prefix = protocol.PREFIX
+    lines = [
+        "# Generated by `checkgate provision`; edit through it, not by hand.",
+        "# Anything not granted below is denied. Shared subscriptions ($share/<group>/...)",
+        "# are checked against the topic after the group, so the server's read rule covers them.",
+        "",
+        f"user {SERVER_USER}",
+        f"topic read {prefix}/gates/#",
+        f"topic readwrite {prefix}/control/#",
+        "",
+    ]
+    for gate_id in sorted(registry.gates):
+        lines += [
+            f"user {gate_user(gate_id)}",
+            f"topic write {prefix}/gates/{gate_id}/#",
+            f"topic read {prefix}/control/{gate_id}/#",
+            f"topic read {prefix}/control/all/#",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def render_passwd(registry: Registry) -> str:
+    lines = [f"{SERVER_USER}:{registry.server_password_hash}"]
+    for gate_id in sorted(registry.gates):
+        record = registry.gates[gate_id]
+        if record.auth == "password" and record.password_hash:
+            lines.append(f"{gate_user(gate_id)}:{record.password_hash}")
+    return "\n".join(lines) + "\n"
+
+
+def render_mosquitto_conf(registry: Registry) -> str:
+    b = registry.broker
+    inst = b.install_dir.rstrip("/")
+    bind = f" {b.bind_address}" if b.bind_address else ""
+    tls_files = [f"cafile {inst}/ca.crt", f"certfile {inst}/broker.crt", f"keyfile {inst}/broker.key",
+                 "tls_version tlsv1.2"]
+    lines = [
+        "# Mosquitto 2 configuration generated by `checkgate provision broker`.",
+        "# Complete by itself: run with `mosquitto -c <this file>` (see docs/security.md).",
+        "",
+        "# Files are read after privileges are dropped: they must be readable by this user.",
+        f"user {b.run_as}",
+        "per_listener_settings false",
+        "allow_anonymous false",
+        f"password_file {inst}/passwd",
+        f"acl_file {inst}/acl",
+        "",
+        "# Keep queued events and retained control documents across a broker restart;",
+        "# save often so a crash loses at most a minute.",
+        "persistence true",
+        f"persistence_location {b.data_dir.rstrip('/')}/",
+        "autosave_interval 60",
+        f"persistent_client_expiration {b.session_expiry}",
+        "",
+        "# Queue limits: the server's session holds events while no server instance runs;",
+        "# gates keep their own durable outbox, so this is a buffer, not the guarantee.",
+        f"max_queued_messages {b.max_queued_messages}",
+        f"max_inflight_messages {b.max_inflight_messages}",
+        f"max_packet_size {b.max_packet_kb * 1024}",
+        "max_keepalive 300",
+        "",
+        "log_dest stderr",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "log_type information",
+        "connection_messages true",
+        "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        "",
+        "# Gates with a password, and the server: TLS only, no plain-TCP listener at all.",
+        f"listener {b.tls_port}{bind}",
+        "protocol mqtt",
+        *tls_files,
+        "require_certificate false",
+    ]
+    if b.cert_port:
+        lines += [
+            "",
+            "# Gates with a client certificate: the certificate's CN is the user name.",
+            f"listener {b.cert_port}{bind}",
+            "protocol mqtt",
+            *tls_files,
+            "require_certificate true",
+            "use_identity_as_username true",
+            f"crlfile {inst}/crl.pem",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_broker_files(out: pathlib.Path, registry: Registry) -> None:
+    from checkgate import pki
+
+    broker = out / "broker"
+    broker.mkdir(parents=True, exist_ok=True)
+    (broker / "mosquitto.conf").write_text(render_mosquitto_conf(registry), encoding="utf-8")
+    (broker / "acl").write_text(render_acl(registry), encoding="utf-8")
+    pki.write_secret(broker / "passwd", render_passwd(registry), mode=0o640)
+    if registry.broker.cert_port:
+        ca = pki.load_pair(out / "ca" / "ca.crt", out / "ca" / "ca.key")
+        (broker / "crl.pem").write_bytes(pki.make_crl(ca, registry.revoked_serials))
+
+
+def reload_hint(registry: Registry, out: pathlib.Path) -> str:
+    inst = registry.broker.install_dir
+    return (f"copy {out / 'broker'}/passwd, acl and crl.pem to {inst} on the broker host, then reload: "
+            f"`sudo systemctl reload mosquitto` (or `docker compose kill -s HUP mosquitto`). "
+            f"A revoked client certificate needs a restart instead of a reload.")
+
+
+# --- server and gate bundles -----------------------------------------------------------
+
+
+def _mqtt_host(registry: Registry) -> str:
+    return registry.broker.hostnames[0]
+
+
+def server_config_document(registry: Registry, instance: ServerInstance, password: str,
+                           database_url: str) -> dict:
+    """A complete `checkgate server run` config for one instance (server.config.ServerConfig)."""
+    inst = registry.server_install_dir.rstrip("/")
+    return {
+        "database_url": database_url,
+        "mqtt": {
+            "host": _mqtt_host(registry),
+            "port": registry.broker.tls_port,
+            "username": SERVER_USER,
+            "password": password,
+            "tls": True,
+            "tls_ca": f"{inst}/ca.crt",
+            "client_id": instance.client_id,
+            "share_group": registry.share_group,
+        },
+    }
+
+
+def gate_config_document(registry: Registry, gate_id: str, install_dir: str,
+                         password: str | None) -> dict:
+    """The gate daemon's connection settings (edge.uplink.MqttConfig) under its gate id."""
+    inst = install_dir.rstrip("/")
+    mqtt: dict = {"host": _mqtt_host(registry), "tls": True, "ca_file": f"{inst}/ca.crt"}
+    if password is not None:
+        mqtt |= {"port": registry.broker.tls_port, "username": gate_user(gate_id), "password": password}
+    else:
+        mqtt |= {"port": registry.broker.cert_port, "cert_file": f"{inst}/gate.crt",
+                 "key_file": f"{inst}/gate.key"}
+    return {"gate_id": gate_id, "mqtt": mqtt}
+
+
+def _fingerprint(cert) -> str:
+    from cryptography.hazmat.primitives import hashes
+
+    digest = cert.fingerprint(hashes.SHA256()).hex().upper()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
+def render_install_sheet(registry: Registry, gate_id: str, doc: dict, install_dir: str,
+                         ca_cert, expires: dt.datetime | None) -> str:
+    """One printable page for the volunteer who installs the gate."""
+    inst = install_dir.rstrip("/")
+    mqtt = doc["mqtt"]
+    auth = "client certificate (gate.crt + gate.key)" if "cert_file" in mqtt else "password (in gate.yaml)"
+    files = ["gate.yaml", "ca.crt"] + (["gate.crt", "gate.key"] if "cert_file" in mqtt else [])
+    lines = [
+        f"CHECKGATE GATE INSTALL SHEET - gate {gate_id}",
+        "=" * 60,
+        f"Gate id ........ {gate_id}",
+        f"Broker ......... {mqtt['host']}:{mqtt['port']} (MQTT over TLS)",
+        f"Log-in ......... {auth}",
+        f"Credentials end  {expires.date().isoformat() if expires else 'never (rotate if the card is lost)'}",
+        "CA fingerprint . SHA256",
+        f"  {_fingerprint(ca_cert)}",
+        "",
+        "1. Prepare the Pi (docs/deploy-pi.md): Raspberry Pi OS Bookworm 64-bit, UART and",
+        "   camera enabled, checkgate installed in /opt/checkgate, user 'checkgate' created.",
+        f"2. Copy this bundle's files ({', '.join(files)}) to {inst}/ :",
+        f"     sudo install -d -m 0750 -o root -g checkgate {inst}",
+        f"     sudo install -m 0640 -o root -g checkgate {' '.join(files)} {inst}/",
+        "3. Edit gate.yaml only for the local hardware (serial port, pins); keep the mqtt section.",
+        "4. Check the config, then start the daemon and enable it at boot:",
+        f"     sudo -u checkgate /opt/checkgate/.venv/bin/checkgate edge check --config {inst}/gate.yaml",
+        "     sudo systemctl enable --now checkgate-edge",
+        "5. Confirm: `systemctl status checkgate-edge` says active (running), the local screen",
+        "   shows the uplink as connected, and the dashboard lists this gate as online.",
+        "",
+        "If the CA fingerprint printed by `openssl x509 -noout -fingerprint -sha256 -in ca.crt`",
+        "differs from the one above, stop: the bundle is not the one issued for this gate.",
+        "Keep the bundle locked away: " + ("gate.key is the gate's identity." if "cert_file" in mqtt
+                                            else "gate.yaml holds the gate's broker password."),
+        f"Issued {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M')} UTC by `checkgate provision gate`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- operations --------------------------------------------------------------------------
+
+
+def provision_broker(out: pathlib.Path, *, hostnames: list[str], gates: list[str] = (),
+                     gate_auth: str = "password", ca_cert: pathlib.Path | None = None,
+                     ca_key: pathlib.Path | None = None, server_instances: int = 1,
+                     database_url: str = "sqlite:////var/lib/checkgate/server.sqlite3",
+                     server_install_dir: str = DEFAULT_SERVER_INSTALL_DIR,
+                     gate_install_dir: str = DEFAULT_GATE_INSTALL_DIR, **broker_options) -> dict:
+    """Create a provisioning directory: CA, broker config, server configs, gate bundles."""
+    from checkgate import pki
+
+    if (out / REGISTRY_NAME).exists():
+        raise ProvisionError(f"{out} is already provisioned: add gates with `checkgate provision gate "
+                             f"NAME --out {out}`, or choose an empty directory")
+    for gate_id in gates:
+        _check_gate_id(gate_id)
+    if (ca_cert is None) != (ca_key is None):
+        raise ProvisionError("--ca-cert and --ca-key go together")
+    broker = BrokerSettings(hostnames=hostnames, **broker_options)
+    if gate_auth == "cert" and not broker.cert_port:
+        raise ProvisionError("client-certificate gates need the certificate listener (--cert-port)")
+
+    if ca_cert is not None:
+        ca = pki.load_pair(ca_cert, ca_key)
+        if not pki.is_ca(ca.cert):
+            raise ProvisionError(f"{ca_cert} is not a CA certificate (basicConstraints CA:FALSE)")
+    else:
+        ca = pki.make_ca()
+    out.mkdir(parents=True, exist_ok=True)
+    pki.write_pair(ca, out / "ca" / "ca.crt", out / "ca" / "ca.key")
+    broker_dir = out / "broker"
+    server_pair = pki.issue_cert(ca, hostnames[0], server_names=hostnames)
+    pki.write_pair(server_pair, broker_dir / "broker.crt", None)
+    pki.write_secret(broker_dir / "broker.key", server_pair.key_pem(), mode=0o640)  # group: mosquitto
+    (broker_dir / "ca.crt").write_bytes(ca.cert_pem())
+
+    server_password = pki.new_password()
+    servers = [ServerInstance(name=f"server-{i}", client_id=f"checkgate-server-{i}")
+               for i in range(1, server_instances + 1)]
+    registry = Registry(broker=broker, server_password_hash=pki.mosquitto_password_hash(server_password),
+                        servers=servers, server_install_dir=server_install_dir)
+    server_dir = out / "server"
+    server_dir.mkdir(parents=True, exist_ok=True)
+    (server_dir / "ca.crt").write_bytes(ca.cert_pem())
+    for instance in servers:
+        doc = server_config_document(registry, instance, server_password, database_url)
+        pki.write_secret(server_dir / f"{instance.name}.yaml", _yaml(doc, f"server instance {instance.name}"))
+
+    issued = [_add_gate(out, registry, ca, gate_id, gate_auth, gate_install_dir) for gate_id in gates]
+    save_registry(out, registry)
+    write_broker_files(out, registry)
+    logger.info("provisioned broker in %s with %d gate(s)", out, len(gates))
+    return {"out": str(out), "broker_config": str(broker_dir / "mosquitto.conf"),
+            "servers": [str(server_dir / f"{s.name}.yaml") for s in servers], "gates": issued}
+
+
+def provision_gate(out: pathlib.Path, gate_id: str, *, auth: str = "password", rotate: bool = False,
+                   install_dir: str = DEFAULT_GATE_INSTALL_DIR) -> dict:
+    from checkgate import pki
+
+    _check_gate_id(gate_id)
+    registry = load_registry(out)
+    if gate_id in registry.gates and not rotate:
+        raise ProvisionError(f"gate {gate_id} is already provisioned: use --rotate to issue new "
+                             f"credentials (the old ones stop working after the broker reloads)")
+    if auth == "cert" and not registry.broker.cert_port:
+        raise ProvisionError("this broker has no client-certificate listener: use --auth password")
+    ca = pki.load_pair(out / "ca" / "ca.crt", out / "ca" / "ca.key")
+    old = registry.gates.get(gate_id)
+    if old is not None and old.cert_serial is not None:
+        registry.revoked_serials.append(old.cert_serial)
+    result = _add_gate(out, registry, ca, gate_id, auth, install_dir)
+    if old is not None:
+        registry.gates[gate_id].created = old.created
+        registry.gates[gate_id].rotated = _now()
+    save_registry(out, registry)
+    write_broker_files(out, registry)
+    result["reload"] = reload_hint(registry, out)
+    return result
+
+
+def revoke_gate(out: pathlib.Path, gate_id: str) -> dict:
+    registry = load_registry(out)
+    record = registry.gates.pop(gate_id, None)
+    if record is None:
+        raise ProvisionError(f"gate {gate_id} is not provisioned in {out}")
+    if record.cert_serial is not None:
+        registry.revoked_serials.append(record.cert_serial)
+    save_registry(out, registry)
+    write_broker_files(out, registry)
+    return {"gate_id": gate_id, "revoked": True, "reload": reload_hint(registry, out)}
+
+
+def _add_gate(out: pathlib.Path, registry: Registry, ca, gate_id: str, auth: str, install_dir: str) -> dict:
+    from checkgate import pki
+
+    bundle = out / "gates" / gate_id
+    bundle.mkdir(parents=True, exist_ok=True)
+    for stale in ("gate.crt", "gate.key"):
+        (bundle / stale).unlink(missing_ok=True)
+    (bundle / "ca.crt").write_bytes(ca.cert_pem())
+    if auth == "cert":
+        pair = pki.issue_cert(ca, gate_user(gate_id), client=True)
+        pki.write_pair(pair, bundle / "gate.crt", bundle / "gate.key")
+        record = GateRecord(auth="cert", cert_serial=pair.cert.serial_number, created=_now())
+        doc = gate_config_document(registry, gate_id, install_dir, None)
+        expires = pair.not_after()
+    else:
+        password = pki.new_password()
+        record = GateRecord(auth="password", password_hash=pki.mosquitto_password_hash(password),
+                            created=_now())
+        doc = gate_config_document(registry, gate_id, install_dir, password)
+        expires = None
+    registry.gates[gate_id] = record
+    pki.write_secret(bundle / "gate.yaml", _yaml(doc, f"gate {gate_id}"))
+    (bundle / "INSTALL.txt").write_text(
+        render_install_sheet(registry, gate_id, doc, install_dir, ca.cert, expires), encoding="utf-8")
+    return {"gate_id": gate_id, "auth": auth, "bundle": str(bundle), "user": gate_user(gate_id)}
+
+
+def _check_gate_id(gate_id: str) -> None:
+    if not protocol.valid_gate_id(gate_id):
+        raise ProvisionError(f"invalid gate id {gate_id!r}: use lowercase letters, digits, '-' or '_' "
+                             f"(at most 63, starting with a letter or digit)")
+
+
+def _yaml(doc: dict, what: str) -> str:
+    return f"# {what}: generated by `checkgate provision`. Holds a secret: keep it 0600/0640.\n" + \
+        yaml.safe_dump(doc, sort_keys=False)
+
+
+def _now() -> str:
+    return protocol.utc_iso()
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def _split_list(text: str | None) -> list[str]:
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def _print(args: argparse.Namespace, result: dict, human: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(result))
+    else:
+        print(human)
+
+
+def _cmd_broker(args: argparse.Namespace) -> int:
+    out = pathlib.Path(args.out)
+    # Without --install-dir the broker runs from this directory (a test, a demo, one box).
+    install_dir = args.install_dir or str(out.resolve() / "broker")
+    data_dir = args.data_dir or (DEFAULT_BROKER_DATA_DIR if args.install_dir else f"{install_dir}/data")
+    options = {"tls_port": args.port, "cert_port": args.cert_port or None, "install_dir": install_dir,
+               "data_dir": data_dir, "run_as": args.run_as, "max_queued_messages": args.max_queued,
+               "bind_address": args.bind}
+    try:
+        result = provision_broker(
+            out, hostnames=_split_list(args.hostname) or ["localhost", "127.0.0.1"],
+            gates=_split_list(args.gates), gate_auth=args.gate_auth,
+            ca_cert=pathlib.Path(args.ca_cert) if args.ca_cert else None,
+            ca_key=pathlib.Path(args.ca_key) if args.ca_key else None,
+            server_instances=args.server_instances, database_url=args.database_url,
+            server_install_dir=args.server_install_dir, gate_install_dir=args.gate_install_dir, **options)
+    except (ProvisionError, ValidationError, ValueError) as err:
+        return _fail(err)
+    if not args.install_dir:
+        pathlib.Path(data_dir).mkdir(parents=True, exist_ok=True)
+    _print(args, result, f"broker config written to {result['broker_config']}\n"
+                         f"server configs: {', '.join(result['servers'])}\n"
+                         f"gates: {', '.join(g['gate_id'] for g in result['gates']) or '(none yet)'}\n"
+                         f"keep {out / 'ca' / 'ca.key'} on this machine; see docs/security.md")
+    return EXIT_OK
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    out = pathlib.Path(args.out)
+    try:
+        if args.revoke:
+            result = revoke_gate(out, args.name)
+            _print(args, result, f"gate {args.name} revoked; {result['reload']}")
+            return EXIT_OK
+        result = provision_gate(out, args.name, auth=args.auth, rotate=args.rotate,
+                                install_dir=args.install_dir)
+    except (ProvisionError, ValidationError, ValueError) as err:
+        return _fail(err)
+    _print(args, result, f"gate {args.name}: bundle in {result['bundle']} (print INSTALL.txt)\n"
+                         f"{result['reload']}")
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    try:
+        registry = load_registry(pathlib.Path(args.out))
+    except ProvisionError as err:
+        return _fail(err)
+    gates = {g: {"auth": r.auth, "created": r.created, "rotated": r.rotated} for g, r in registry.gates.items()}
+    human = "\n".join(f"{g}\t{r['auth']}\t{r['created']}" for g, r in sorted(gates.items())) or "(no gates)"
+    _print(args, {"gates": gates, "servers": [s.name for s in registry.servers]}, human)
+    return EXIT_OK
+
+
+def _fail(err: Exception) -> int:
+    detail = describe_validation_error(err) if isinstance(err, ValidationError) else str(err)
+    logger.error("provision: %s", detail)
+    print(f"checkgate provision: {detail}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("provision", help="broker config, gate credentials and install sheets",
+                              description="Create and extend a deployment's provisioning directory.")
+    sub = p.add_subparsers(dest="provision_command", metavar="WHAT", required=True)
+
+    b = sub.add_parser("broker", help="CA, Mosquitto config (TLS, per-gate users, ACL), server configs")
+    b.add_argument("--out", required=True, help="provisioning directory to create")
+    b.add_argument("--hostname", help="comma-separated names/IPs the gates use to reach the broker "
+                                      "(first one goes into the configs; default localhost,127.0.0.1)")
+    b.add_argument("--gates", help="comma-separated gate ids to provision now")
+    b.add_argument("--gate-auth", choices=["password", "cert"], default="password")
+    b.add_argument("--ca-cert", help="bring your own CA certificate (PEM)")
+    b.add_argument("--ca-key", help="the key of --ca-cert (PEM, unencrypted)")
+    b.add_argument("--port", type=int, default=8883, help="TLS listener (password log-in)")
+    b.add_argument("--cert-port", type=int, default=8884, help="TLS listener for client certificates; 0: off")
+    b.add_argument("--bind", default="", help="address the listeners bind to (default: all)")
+    b.add_argument("--install-dir", help=f"where broker/ will live on the broker host "
+                                         f"(e.g. {DEFAULT_BROKER_INSTALL_DIR}; default: this directory)")
+    b.add_argument("--data-dir", help=f"Mosquitto persistence directory (e.g. {DEFAULT_BROKER_DATA_DIR})")
+    b.add_argument("--run-as", default="mosquitto", help="user Mosquitto drops to when started as root")
+    b.add_argument("--max-queued", type=int, default=200_000, help="QoS 1 messages queued per absent client")
+    b.add_argument("--server-instances", type=int, default=1, help="server configs to write (shared subscription)")
+    b.add_argument("--server-install-dir", default=DEFAULT_SERVER_INSTALL_DIR)
+    b.add_argument("--gate-install-dir", default=DEFAULT_GATE_INSTALL_DIR)
+    b.add_argument("--database-url", default="sqlite:////var/lib/checkgate/server.sqlite3")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_cmd_broker)
+
+    g = sub.add_parser("gate", help="add a gate: broker user + ACL, gate.yaml, install sheet")
+    g.add_argument("name", help="gate id, e.g. north-1")
+    g.add_argument("--out", required=True, help="the provisioning directory made by `provision broker`")
+    g.add_argument("--auth", choices=["password", "cert"], default="password")
+    g.add_argument("--rotate", action="store_true", help="replace the credentials of an existing gate")
+    g.add_argument("--revoke", action="store_true", help="remove the gate from the broker")
+    g.add_argument("--install-dir", default=DEFAULT_GATE_INSTALL_DIR, help="where the bundle goes on the gate")
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=_cmd_gate)
+
+    ls = sub.add_parser("list", help="the gates provisioned in a directory")
+    ls.add_argument("--out", required=True)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_cmd_list)
