@@ -1,0 +1,1 @@
+"""One module per device family: its codec (host side) and its device model (simulator side)."""
