@@ -52,3 +52,7 @@ class VerifiedCredential:
     expires: float | None = None
     window: tuple[str, str] | None = None  # daily "HH:MM", "HH:MM" local time
     list_stale: bool = False  # status list needed for this credential is past its max age
+    status_age_s: float | None = None  # age of the status list consulted (None: no list)
+    status_version: int | None = None
+    trust_age_s: float | None = None  # age of the trust list used (None: pinned local keys)
+    dcc_type: str | None = None  # EU DCC entry type: "v" vaccination, "t" test, "r" recovery

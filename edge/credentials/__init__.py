@@ -1,0 +1,26 @@
+"""Offline credentials: signed passes, trust and status lists, EU DCC, allow-list ids.
+
+The heavy pieces (cryptography, cbor2) load on first use, so importing this package
+(e.g. by the CLI registry for `checkgate --help`) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Verifier": "edge.credentials.verifier",
+    "TrustList": "edge.credentials.trust",
+    "StatusList": "edge.credentials.status",
+    "AllowList": "edge.credentials.allowlist",
+    "DccTrustStore": "edge.credentials.dcc",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edge.credentials' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,96 @@
+"""Allow-list ids: existing badges (plain ids in a barcode/QR) imported from CSV.
+
+A badge id proves nothing by itself (it can be copied), so these are meant for
+attended gates or paired with another clause in the policy. Each badge maps to a
+pseudonymous subject: the one given in the CSV, or a hash of the badge id, so events
+never carry the badge number.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import logging
+import os
+import pathlib
+import re
+
+logger = logging.getLogger(__name__)
+
+BADGE_RE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
+SUBJECT_RE = re.compile(r"^[A-Za-z0-9._:-]{1,40}$")
+KINDS = ("resident", "worker", "visitor", "vehicle")
+
+
+class AllowListError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class AllowEntry:
+    subject: str
+    kind: str
+    zones: tuple[str, ...] = ()
+
+
+def pseudonym(badge_id: str) -> str:
+    return "b_" + hashlib.sha256(badge_id.encode()).hexdigest()[:12]
+
+
+class AllowList:
+    def __init__(self, entries: dict[str, AllowEntry] | None = None):
+        self.entries = dict(entries or {})
+        self.rejected_rows: list[tuple[int, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, badge_id: str) -> AllowEntry | None:
+        return self.entries.get(badge_id)
+
+    @staticmethod
+    def looks_like_badge(payload: str) -> bool:
+        return bool(BADGE_RE.match(payload))
+
+    @classmethod
+    def from_csv_text(cls, text: str, source: str = "csv") -> AllowList:
+        """Columns: badge_id[, subject][, kind][, zones (';'-separated)]; a header row is optional."""
+        out = cls()
+        reader = csv.reader(io.StringIO(text))
+        for lineno, row in enumerate(reader, start=1):
+            row = [c.strip() for c in row]
+            if not row or not row[0] or row[0].startswith("#"):
+                continue
+            if lineno == 1 and row[0].lower() in ("badge_id", "badge", "id"):
+                continue
+            badge = row[0]
+            subject = row[1] if len(row) > 1 and row[1] else pseudonym(badge)
+            kind = row[2] if len(row) > 2 and row[2] else "resident"
+            zones = tuple(z for z in (row[3].split(";") if len(row) > 3 else []) if z)
+            problem = None
+            if not BADGE_RE.match(badge):
+                problem = "badge id must be 4-64 characters [A-Za-z0-9_-]"
+            elif not SUBJECT_RE.match(subject):
+                problem = "bad subject id"
+            elif kind not in KINDS:
+                problem = f"kind must be one of {', '.join(KINDS)}"
+            elif badge in out.entries:
+                problem = "duplicate badge id"
+            if problem:
+                logger.warning("%s line %d rejected: %s", source, lineno, problem)
+                out.rejected_rows.append((lineno, problem))
+                continue
+            out.entries[badge] = AllowEntry(subject=subject, kind=kind, zones=zones)
+        logger.info("allow-list %s: %d badges, %d rows rejected", source, len(out.entries), len(out.rejected_rows))
+        return out
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike) -> AllowList:
+        path = pathlib.Path(path)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as err:
+            raise AllowListError(f"{path}: cannot read allow-list: {err}") from None
+        return cls.from_csv_text(text, source=str(path.name))
