@@ -135,6 +135,11 @@ class Outbox:
                 "SELECT seq, payload FROM outbox WHERE delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit)).fetchall()
 
+    def recent_payloads(self, since: float) -> list[tuple[int, str]]:
+        with self._lock:
+            return self._db.execute("SELECT seq, payload FROM outbox WHERE created >= ? ORDER BY seq",
+                                    (since,)).fetchall()
+
     def event_ids(self) -> list[str]:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT event_id FROM outbox ORDER BY seq")]
