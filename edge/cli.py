@@ -53,9 +53,7 @@ def _validate_sections(config) -> str | None:
     try:
         from edge.policy import Policy
 
-        pol = parse_config(Policy, config.policy, "policy")
-        if hasattr(pol, "check_for_gate"):
-            pol.check_for_gate(attended=config.attended)
+        parse_config(Policy, config.policy, "policy")
         from drivers.thermometer.measurement import MeasurementConfig
 
         parse_config(MeasurementConfig, config.thermometer.measurement, "thermometer.measurement")

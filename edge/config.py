@@ -7,6 +7,7 @@ Every section rejects unknown keys, so a typo is reported with the key's full pa
 from __future__ import annotations
 
 import pathlib
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -66,7 +67,8 @@ class SimulationSection(StrictModel):
 class EdgeConfig(StrictModel):
     gate_id: str
     data_dir: str = "gate-data"
-    attended: bool = False
+    direction: Literal["in", "out"] = "in"  # which way people walk through this gate
+    zone: str | None = None  # the zone this gate guards (passes list the zones they open)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     thermometer: ThermometerSection = Field(default_factory=ThermometerSection)
     camera: CameraSection = Field(default_factory=CameraSection)

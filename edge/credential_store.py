@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class CredentialStore:
-    def __init__(self, section, base_dir: pathlib.Path, max_list_age_s: float | None = None):
+    def __init__(self, section, base_dir: pathlib.Path, max_status_age_s: float | None = None):
         from edge.credentials import keys as keyfiles
         from edge.credentials.allowlist import AllowList
         from edge.credentials.status import StatusList
@@ -40,20 +40,13 @@ class CredentialStore:
             from edge.credentials.dcc import DccTrustStore
 
             dcc_trust = DccTrustStore.from_file(resolve(section.dcc_trust))
-        self.verifier = Verifier(self.trust, self.status, allow, dcc_trust)
-        self.max_list_age_s = max_list_age_s
+        self.verifier = Verifier(self.trust, self.status, allow, dcc_trust, max_status_age_s=max_status_age_s)
         self.config_doc = None
         self.rejected: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def verify(self, payload: str, now: dt.datetime):
         return self.verifier.verify(payload, now)
-
-    def lists_stale(self, now: dt.datetime) -> bool:
-        if self.max_list_age_s is None:
-            return False
-        ages = [a for a in (self.trust.age_s(now), self.status.age_s(now) if self.status else None) if a is not None]
-        return any(a > self.max_list_age_s for a in ages)
 
     def list_status(self, now: dt.datetime) -> dict:
         def info(lst):

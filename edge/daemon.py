@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from checkgate.config import ConfigError, parse_config
+from checkgate.config import parse_config
 from edge.audio import Voice
 from edge.config import EdgeConfig
 from edge.gate import Gate
@@ -47,6 +47,15 @@ FAULT_MESSAGES = {
     "outbox_error": "cannot record events - check the SD card / disk space",
     "lists_stale": "trust or status list too old - check the link to the centre",
 }
+
+
+def flow_config_for(flow, policy):
+    """The flow waits for what the policy needs: a temperature, and how many codes."""
+    from edge.policy import CODE_ITEMS
+
+    needs_temperature = all("temperature" in alt for alt in policy.require)
+    codes = min(sum(1 for item in alt if item in CODE_ITEMS) for alt in policy.require)
+    return flow.model_copy(update={"temperature_required": needs_temperature, "codes_required": max(codes, 1)})
 
 
 def sd_notify(message: str) -> bool:
@@ -103,7 +112,7 @@ class EdgeDaemon:
                              keep_delivered_s=config.outbox_keep_delivered_h * 3600)
         self.policy, self.decide_fn, self.decision_inputs = self._load_policy()
         self.credentials = self._load_credentials()
-        self.flow = ScreeningFlow(config.flow, self._decide)
+        self.flow = ScreeningFlow(flow_config_for(config.flow, self.policy), self._decide)
         self.gate = Gate(config.gate)
         self.voice = Voice(config.audio, self.data_dir)
         self.uplink = Uplink(config.mqtt, config.gate_id, self.outbox, on_control=self._on_control,
@@ -114,7 +123,8 @@ class EdgeDaemon:
         self.camera = None
         self.decoder = None
         self.deduper = None
-        self._passback: dict[str, list[float]] = collections.defaultdict(list)
+        self._passback: dict[str, list[tuple[float, str | None]]] = collections.defaultdict(list)
+        self._mask_confirmed: bool | None = None
         self._rebuild_passback_history()
 
     # -- set-up of the areas ---------------------------------------------------------------
@@ -122,18 +132,14 @@ class EdgeDaemon:
     def _load_policy(self):
         from edge import policy as policy_mod
 
-        try:
-            pol = parse_config(policy_mod.Policy, self.config.policy, "policy")
-        except ConfigError:
-            raise
-        if hasattr(pol, "check_for_gate"):
-            pol.check_for_gate(attended=self.config.attended)
+        pol = parse_config(policy_mod.Policy, self.config.policy, "policy")
         return pol, policy_mod.decide, policy_mod.DecisionInputs
 
     def _load_credentials(self):
         from edge.credential_store import CredentialStore
 
-        return CredentialStore(self.config.credentials, self.base_dir)
+        return CredentialStore(self.config.credentials, self.base_dir,
+                               max_status_age_s=self.policy.max_status_age_s)
 
     def _start_devices(self) -> None:
         from drivers.thermometer.measurement import MeasurementConfig, Measurer
@@ -329,13 +335,15 @@ class EdgeDaemon:
         return decision
 
     def _make_inputs(self, creds, temp, now: dt.datetime):
-        faults = set(self.faults())
-        if self.credentials.lists_stale(now):
-            faults.add("lists_stale")
+        from edge.policy import PastPass
+
+        horizon = time.time() - 3 * 24 * 3600
+        recent = tuple(PastPass(subject=s, at=dt.datetime.fromtimestamp(t, dt.UTC), direction="in", household=h)
+                       for s, entries in self._passback.items() for t, h in entries if t > horizon)
         return self.decision_inputs(
-            credentials=creds, temperature=temp, faults=frozenset(faults),
-            recent_passes={s: tuple(v) for s, v in self._passback.items()},
-            attended=self.config.attended, mask_confirmed=None, direction="in", zone=None)
+            credentials=creds, temperature=temp, faults=self.faults(), recent_passes=recent,
+            attended=self.policy.attended, mask_confirmed=self._mask_confirmed, direction=self.config.direction,
+            zone=self.config.zone)
 
     def _act(self, step: Step, item) -> None:
         if step.decision is not None:
@@ -363,7 +371,7 @@ class EdgeDaemon:
                 "sensor": temp.sensor or self.config.thermometer.protocol, "site": temp.site},
             "credential": None if cred is None else {
                 "kind": cred.kind, "subject": cred.subject, "status": cred.health, "issuer": cred.issuer,
-                "pass_kind": cred.pass_kind},
+                "pass_kind": cred.pass_kind, "household": cred.household},
             "operator": None,
             "timings_ms": {"decode": round(timing.get("decode", 0.0), 2),
                            "decide": round(getattr(self, "_decide_ms", 0.0), 3),
@@ -383,7 +391,7 @@ class EdgeDaemon:
             if timing.get("frame_ts") is not None:
                 self.last_relay_latency_ms = (self.gate.opened_at - timing["frame_ts"]) * 1000
             if cred is not None and cred.subject:
-                self._passback[cred.subject].append(time.time())
+                self._passback[cred.subject].append((time.time(), cred.household))
         else:
             fever = any("fever" in r for r in d.reasons)
             forged = any(r in ("signature_invalid", "unknown_key", "revoked", "pass_forged") for r in d.reasons)
@@ -421,10 +429,11 @@ class EdgeDaemon:
                 ev = json.loads(payload)
             except ValueError:
                 continue
-            subject = (ev.get("credential") or {}).get("subject")
+            cred = ev.get("credential") or {}
+            subject = cred.get("subject")
             if ev.get("outcome") == "pass" and subject:
                 ts = dt.datetime.fromisoformat(ev["ts"].replace("Z", "+00:00")).timestamp()
-                self._passback[subject].append(ts)
+                self._passback[subject].append((ts, cred.get("household")))
 
     # -- control messages (retained, signed) ------------------------------------------------
 
