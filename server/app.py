@@ -1,0 +1,111 @@
+"""The FastAPI application: REST API, dashboard pages, metrics, background jobs."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import pathlib
+import threading
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from server.config import ServerConfig
+from server.ingest import IngestService
+from server.metrics import ServerMetrics
+from server.store import Store, utcnow
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
+
+
+class RetentionJob:
+    """Clears personal fields of events older than retention_days, every interval."""
+
+    def __init__(self, store: Store, days: int, interval_s: float):
+        self.store, self.days, self.interval_s = store, days, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def run_once(self) -> int:
+        return self.store.purge_personal(utcnow() - dt.timedelta(days=self.days))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                logger.exception("retention run failed; will try again")
+            self._stop.wait(self.interval_s)
+
+
+def create_app(config: ServerConfig, store: Store, ingest: IngestService | None = None,
+               metrics: ServerMetrics | None = None, run_jobs: bool = True) -> FastAPI:
+    metrics = metrics or (ingest.metrics if ingest else ServerMetrics())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        retention = RetentionJob(store, config.retention_days, config.retention_interval_s)
+        if ingest is not None:
+            ingest.start()
+        if run_jobs:
+            retention.start()
+        try:
+            yield
+        finally:
+            if run_jobs:
+                retention.stop()
+            if ingest is not None:
+                ingest.stop()
+
+    app = FastAPI(title="checkgate server", version="1", lifespan=lifespan,
+                  description="Central server of the checkpoint gates: events, statistics, gates, passes, "
+                              "status lists and signed control documents.")
+    app.state.config = config
+    app.state.store = store
+    app.state.ingest = ingest
+    app.state.metrics = metrics
+
+    def count_online():
+        rows = store.gates()
+        return sum(1 for g in rows if g.online), len(rows)
+
+    metrics.add_gate_collector(count_online)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        ok_db = True
+        try:
+            store.last_event_id()
+        except Exception:
+            logger.exception("health check: database unavailable")
+            ok_db = False
+        body = {"ok": ok_db, "database": ok_db,
+                "mqtt": None if ingest is None else ingest.connected,
+                "queue_depth": None if ingest is None else ingest.queue_depth}
+        return JSONResponse(body, status_code=200 if ok_db else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        if ingest is not None:
+            metrics.queue_depth.set(ingest.queue_depth)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    from server import api, web
+
+    app.include_router(api.router)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,84 @@
+"""The central server's configuration (one YAML/JSON file, unknown keys rejected)."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+
+from pydantic import Field, field_validator
+
+from checkgate.config import StrictModel
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_URL = "sqlite:///checkgate-server.sqlite3"
+
+
+class MqttConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    tls_ca: pathlib.Path | None = None
+    tls_cert: pathlib.Path | None = None
+    tls_key: pathlib.Path | None = None
+    tls_insecure: bool = False
+    # Fixed and unique per server instance: the broker keeps this session's queue
+    # while the server restarts. Two instances must not share it.
+    client_id: str = Field("checkgate-server", min_length=1, max_length=64)
+    # Instances with the same group split the gates' events between them.
+    share_group: str | None = Field("checkgate-ingest", pattern=r"^[A-Za-z0-9_-]+$")
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
+    keepalive_s: int = Field(30, ge=5, le=3600)
+
+
+class HttpConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # Cookie `Secure` flag: turn on behind HTTPS.
+    secure_cookies: bool = False
+
+
+class IngestConfig(StrictModel):
+    batch_size: int = Field(1000, ge=1, le=20000)
+    # How long the writer waits to fill a batch once it has at least one message.
+    batch_wait_ms: int = Field(20, ge=0, le=5000)
+    queue_size: int = Field(50000, ge=100)
+    # An event whose decision is older than this when it arrives was held at the gate
+    # (offline period): it is stored with `late = true`.
+    late_after_s: float = Field(120.0, gt=0)
+
+
+class ServerConfig(StrictModel):
+    database_url: str = DEFAULT_DATABASE_URL
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    # A static admin bearer token for scripts and the demo. None: only user tokens.
+    api_token: str | None = Field(None, min_length=16)
+    retention_days: int = Field(21, ge=1, le=3650)
+    # How often the retention job runs (seconds).
+    retention_interval_s: float = Field(3600.0, gt=0)
+    # Ed25519 private key (PEM) used to sign passes and control documents.
+    signing_key: pathlib.Path | None = None
+    signing_kid: str = "k1"
+    # Daily rollups and reports follow the checkpoint office's local day.
+    timezone: str = "Asia/Shanghai"
+    # A gate whose retained state says online but from which nothing was heard for
+    # this long is shown as stale.
+    gate_stale_after_s: float = Field(300.0, gt=0)
+    # Run the MQTT ingest (off: API and dashboard only, e.g. a read replica).
+    ingest_enabled: bool = True
+    session_hours: float = Field(12.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
