@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from checkgate.config import parse_config
+from checkgate.config import ConfigError, parse_config
 from edge.audio import Voice
 from edge.config import EdgeConfig
 from edge.gate import Gate
@@ -125,6 +125,7 @@ class EdgeDaemon:
         self.deduper = None
         self._passback: dict[str, list[tuple[float, str | None]]] = collections.defaultdict(list)
         self._mask_confirmed: bool | None = None
+        self.control_log: collections.deque[dict] = collections.deque(maxlen=20)
         self._rebuild_passback_history()
 
     # -- set-up of the areas ---------------------------------------------------------------
@@ -438,9 +439,29 @@ class EdgeDaemon:
     # -- control messages (retained, signed) ------------------------------------------------
 
     def _on_control(self, topic: str, payload: bytes, retained: bool) -> None:
+        """Signed lists and policy from the centre; never a command (nothing here opens the gate)."""
         result = self.credentials.apply_control(topic, payload)
+        if result.startswith("config v"):
+            result = self._apply_policy_document(self.credentials.config_doc)
         logger.info("control message on %s: %s", topic, result)
+        self.control_log.append({"topic": topic, "result": result, "retained": retained})
         self._notify({"type": "health", "health": self.health()})
+
+    def _apply_policy_document(self, doc) -> str:
+        from edge.policy import Policy
+
+        try:
+            new = parse_config(Policy, doc.body.get("policy", {}), f"config v{doc.version} policy")
+        except ConfigError as err:
+            self.credentials.rejected["invalid policy"] = self.credentials.rejected.get("invalid policy", 0) + 1
+            return f"rejected: {err}"
+        self.policy = new  # one assignment: a decision sees the old policy or the new, never a mix
+        self.flow.config = flow_config_for(self.config.flow, new)
+        return f"policy v{doc.version} applied"
+
+    def confirm_mask(self, confirmed: bool | None) -> None:
+        """The volunteer's mask check for the visitor now at the gate (attended gates)."""
+        self._mask_confirmed = confirmed
 
     # -- health ----------------------------------------------------------------------------
 
