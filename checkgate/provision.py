@@ -39,6 +39,7 @@ DEFAULT_BROKER_INSTALL_DIR = "/etc/mosquitto/checkgate"
 DEFAULT_BROKER_DATA_DIR = "/var/lib/mosquitto"
 DEFAULT_GATE_INSTALL_DIR = "/etc/checkgate"
 DEFAULT_SERVER_INSTALL_DIR = "/etc/checkgate"
+DEFAULT_GATE_DATA_DIR = "/var/lib/checkgate"
 
 
 class ProvisionError(Exception):
@@ -89,7 +90,14 @@ class Registry(StrictModel):
     server_password_hash: str
     servers: list[ServerInstance]
     server_install_dir: str = DEFAULT_SERVER_INSTALL_DIR
+    # How the servers reach the broker when that differs from the gates' name for it
+    # (a compose service name, a private address). None: the first broker hostname.
+    server_broker_host: str | None = None
+    http_host: str = "127.0.0.1"
+    http_base_port: int = Field(8080, ge=1, le=65000)  # instance i listens on base + i - 1
     share_group: str = "checkgate-ingest"
+    # The server's Ed25519 key that signs passes and control documents; gates trust its kid.
+    signing_kid: str
     gates: dict[str, GateRecord] = Field(default_factory=dict)
     revoked_serials: list[int] = Field(default_factory=list)
 
@@ -243,14 +251,17 @@ def _mqtt_host(registry: Registry) -> str:
     return registry.broker.hostnames[0]
 
 
-def server_config_document(registry: Registry, instance: ServerInstance, password: str,
+def server_config_document(registry: Registry, instance: ServerInstance, number: int, password: str,
                            database_url: str) -> dict:
     """A complete `checkgate server run` config for one instance (server.config.ServerConfig)."""
     inst = registry.server_install_dir.rstrip("/")
     return {
         "database_url": database_url,
+        "signing_key": f"{inst}/signing.key",
+        "signing_kid": registry.signing_kid,
+        "http": {"host": registry.http_host, "port": registry.http_base_port + number - 1},
         "mqtt": {
-            "host": _mqtt_host(registry),
+            "host": registry.server_broker_host or _mqtt_host(registry),
             "port": registry.broker.tls_port,
             "username": SERVER_USER,
             "password": password,
@@ -262,9 +273,14 @@ def server_config_document(registry: Registry, instance: ServerInstance, passwor
     }
 
 
+CONTROL_KEY_NAME = "control.pub.pem"
+
+
 def gate_config_document(registry: Registry, gate_id: str, install_dir: str,
                          password: str | None) -> dict:
-    """The gate daemon's connection settings (edge.uplink.MqttConfig) under its gate id."""
+    """A gate daemon config (edge.config.EdgeConfig) for real hardware: the broker log-in,
+    the server's key for passes and control documents, the udev names from deploy/udev.
+    Everything else keeps the daemon's defaults; the installer edits pins and protocol."""
     inst = install_dir.rstrip("/")
     mqtt: dict = {"host": _mqtt_host(registry), "tls": True, "ca_file": f"{inst}/ca.crt"}
     if password is not None:
@@ -272,7 +288,18 @@ def gate_config_document(registry: Registry, gate_id: str, install_dir: str,
     else:
         mqtt |= {"port": registry.broker.cert_port, "cert_file": f"{inst}/gate.crt",
                  "key_file": f"{inst}/gate.key"}
-    return {"gate_id": gate_id, "mqtt": mqtt}
+    key = f"{inst}/{CONTROL_KEY_NAME}"
+    return {
+        "gate_id": gate_id,
+        "data_dir": DEFAULT_GATE_DATA_DIR,
+        "mqtt": mqtt,
+        "credentials": {"trust_keys": [key], "control_keys": [key]},
+        # the simulators are the daemon's defaults: a real gate must never run on them
+        "thermometer": {"protocol": "gy-mcu90614", "port": "/dev/checkgate-thermo"},
+        "camera": {"source": "/dev/checkgate-camera"},
+        "gate": {"pin_factory": "lgpio"},
+        "audio": {"backend": "aplay"},
+    }
 
 
 def _fingerprint(cert) -> str:
@@ -288,7 +315,7 @@ def render_install_sheet(registry: Registry, gate_id: str, doc: dict, install_di
     inst = install_dir.rstrip("/")
     mqtt = doc["mqtt"]
     auth = "client certificate (gate.crt + gate.key)" if "cert_file" in mqtt else "password (in gate.yaml)"
-    files = ["gate.yaml", "ca.crt"] + (["gate.crt", "gate.key"] if "cert_file" in mqtt else [])
+    files = ["gate.yaml", "ca.crt", CONTROL_KEY_NAME] + (["gate.crt", "gate.key"] if "cert_file" in mqtt else [])
     lines = [
         f"CHECKGATE GATE INSTALL SHEET - gate {gate_id}",
         "=" * 60,
@@ -304,9 +331,10 @@ def render_install_sheet(registry: Registry, gate_id: str, doc: dict, install_di
         f"2. Copy this bundle's files ({', '.join(files)}) to {inst}/ :",
         f"     sudo install -d -m 0750 -o root -g checkgate {inst}",
         f"     sudo install -m 0640 -o root -g checkgate {' '.join(files)} {inst}/",
-        "3. Edit gate.yaml only for the local hardware (serial port, pins); keep the mqtt section.",
+        "3. Edit gate.yaml only for the local hardware (thermometer protocol, pins);",
+        "   keep the mqtt and credentials sections as issued.",
         "4. Check the config, then start the daemon and enable it at boot:",
-        f"     sudo -u checkgate /opt/checkgate/.venv/bin/checkgate edge check --config {inst}/gate.yaml",
+        f"     sudo -u checkgate /opt/checkgate/.venv/bin/checkgate edge run --validate-config --config {inst}/gate.yaml",
         "     sudo systemctl enable --now checkgate-edge",
         "5. Confirm: `systemctl status checkgate-edge` says active (running), the local screen",
         "   shows the uplink as connected, and the dashboard lists this gate as online.",
@@ -328,7 +356,9 @@ def provision_broker(out: pathlib.Path, *, hostnames: list[str], gates: list[str
                      ca_key: pathlib.Path | None = None, server_instances: int = 1,
                      database_url: str = "sqlite:////var/lib/checkgate/server.sqlite3",
                      server_install_dir: str = DEFAULT_SERVER_INSTALL_DIR,
-                     gate_install_dir: str = DEFAULT_GATE_INSTALL_DIR, **broker_options) -> dict:
+                     gate_install_dir: str = DEFAULT_GATE_INSTALL_DIR, signing_key: pathlib.Path | None = None,
+                     server_broker_host: str | None = None, http_host: str = "127.0.0.1",
+                     **broker_options) -> dict:
     """Create a provisioning directory: CA, broker config, server configs, gate bundles."""
     from checkgate import pki
 
@@ -357,16 +387,17 @@ def provision_broker(out: pathlib.Path, *, hostnames: list[str], gates: list[str
     pki.write_secret(broker_dir / "broker.key", server_pair.key_pem(), mode=0o640)  # group: mosquitto
     (broker_dir / "ca.crt").write_bytes(ca.cert_pem())
 
+    server_dir = out / "server"
+    kid = _install_signing_key(out, server_dir, signing_key)
     server_password = pki.new_password()
     servers = [ServerInstance(name=f"server-{i}", client_id=f"checkgate-server-{i}")
                for i in range(1, server_instances + 1)]
     registry = Registry(broker=broker, server_password_hash=pki.mosquitto_password_hash(server_password),
-                        servers=servers, server_install_dir=server_install_dir)
-    server_dir = out / "server"
-    server_dir.mkdir(parents=True, exist_ok=True)
+                        servers=servers, server_install_dir=server_install_dir, signing_kid=kid,
+                        server_broker_host=server_broker_host, http_host=http_host)
     (server_dir / "ca.crt").write_bytes(ca.cert_pem())
-    for instance in servers:
-        doc = server_config_document(registry, instance, server_password, database_url)
+    for number, instance in enumerate(servers, start=1):
+        doc = server_config_document(registry, instance, number, server_password, database_url)
         pki.write_secret(server_dir / f"{instance.name}.yaml", _yaml(doc, f"server instance {instance.name}"))
 
     issued = [_add_gate(out, registry, ca, gate_id, gate_auth, gate_install_dir) for gate_id in gates]
@@ -414,6 +445,36 @@ def revoke_gate(out: pathlib.Path, gate_id: str) -> dict:
     return {"gate_id": gate_id, "revoked": True, "reload": reload_hint(registry, out)}
 
 
+def _install_signing_key(out: pathlib.Path, server_dir: pathlib.Path, signing_key: pathlib.Path | None) -> str:
+    """Put the server's signing key in server/ and its public half in keys/; returns its kid."""
+    from cryptography.hazmat.primitives import serialization
+
+    from checkgate import pki
+    from edge.credentials import keys
+
+    server_dir.mkdir(parents=True, exist_ok=True)
+    keys_dir = out / "keys"
+    try:
+        if signing_key is None:
+            private_path, generated_pub = keys.generate_keypair(keys_dir)
+            generated_pub.unlink()  # rewritten below under the name the gates look for
+        else:
+            private_path = signing_key
+        private = keys.load_private_key(private_path)
+        kid = keys.kid_of_file(private_path)
+    except (OSError, ValueError) as err:
+        raise ProvisionError(f"signing key {signing_key}: {err}") from None
+    header = f"{keys.KID_LINE} {kid}\n".encode()
+    pki.write_secret(server_dir / "signing.key", header + private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    (keys_dir / CONTROL_KEY_NAME).write_bytes(header + private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    if signing_key is None:
+        private_path.unlink()  # one copy of the private key: the server's
+    return kid
+
+
 def _add_gate(out: pathlib.Path, registry: Registry, ca, gate_id: str, auth: str, install_dir: str) -> dict:
     from checkgate import pki
 
@@ -422,6 +483,7 @@ def _add_gate(out: pathlib.Path, registry: Registry, ca, gate_id: str, auth: str
     for stale in ("gate.crt", "gate.key"):
         (bundle / stale).unlink(missing_ok=True)
     (bundle / "ca.crt").write_bytes(ca.cert_pem())
+    (bundle / CONTROL_KEY_NAME).write_bytes((out / "keys" / CONTROL_KEY_NAME).read_bytes())
     if auth == "cert":
         pair = pki.issue_cert(ca, gate_user(gate_id), client=True)
         pki.write_pair(pair, bundle / "gate.crt", bundle / "gate.key")
@@ -485,7 +547,9 @@ def _cmd_broker(args: argparse.Namespace) -> int:
             ca_cert=pathlib.Path(args.ca_cert) if args.ca_cert else None,
             ca_key=pathlib.Path(args.ca_key) if args.ca_key else None,
             server_instances=args.server_instances, database_url=args.database_url,
-            server_install_dir=args.server_install_dir, gate_install_dir=args.gate_install_dir, **options)
+            server_install_dir=args.server_install_dir, gate_install_dir=args.gate_install_dir,
+            signing_key=pathlib.Path(args.signing_key) if args.signing_key else None,
+            server_broker_host=args.server_broker_host, http_host=args.http_host, **options)
     except (ProvisionError, ValidationError, ValueError) as err:
         return _fail(err)
     if not args.install_dir:
@@ -556,6 +620,10 @@ def register(subparsers) -> None:
     b.add_argument("--server-install-dir", default=DEFAULT_SERVER_INSTALL_DIR)
     b.add_argument("--gate-install-dir", default=DEFAULT_GATE_INSTALL_DIR)
     b.add_argument("--database-url", default="sqlite:////var/lib/checkgate/server.sqlite3")
+    b.add_argument("--server-broker-host", help="broker address for the servers (default: the first --hostname)")
+    b.add_argument("--http-host", default="127.0.0.1", help="address the servers' HTTP API binds to")
+    b.add_argument("--signing-key", help="the server's Ed25519 private key (`checkgate pass keygen`); "
+                                         "default: a new one")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_cmd_broker)
 
