@@ -50,6 +50,15 @@ class ScreenSection(StrictModel):
     port: int = 8090
     language: str = "zh-CN"
     volunteers: dict[str, str] = Field(default_factory=dict)  # operator id -> argon2 hash of the PIN
+    pin_max_attempts: int = Field(default=5, ge=1)  # wrong PINs in a row before the operator id is locked
+    pin_lockout_s: float = Field(default=300.0, ge=0)
+    shift_hours: float = Field(default=4.5, gt=0)  # a sign-in lasts one shift, then asks for the PIN again
+    preview_fps: float = Field(default=3.0, ge=0)  # 0 turns the camera preview off
+    preview_width: int = Field(default=320, ge=80, le=1280)
+    recheck_minutes: float = Field(default=15.0, gt=0)  # rest before a person sent away is measured again
+    override_reasons: dict[str, list[str]] = Field(default_factory=lambda: {
+        "pass": ["paper_pass_checked", "known_resident", "staff_on_duty", "medical_emergency"],
+        "deny": ["refused_check", "no_mask", "suspected_forgery", "sent_to_rest"]})
 
 
 class SimulationSection(StrictModel):
