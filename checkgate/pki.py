@@ -27,7 +27,7 @@ CA_DAYS = 3650
 LEAF_DAYS = 825
 
 
-class PkiError(Exception):
+class PkiError(ValueError):
     """A key or certificate that cannot be used; the message says which file and why."""
 
 
