@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from server.config import ServerConfig
-from server.ingest import IngestService
+from server.control import ControlService, Signer
+from server.ingest import IngestService, OneShotPublisher
 from server.metrics import ServerMetrics
 from server.store import Store, utcnow
 
@@ -49,8 +50,18 @@ class RetentionJob:
             self._stop.wait(self.interval_s)
 
 
+def _publisher(config: ServerConfig, ingest: IngestService | None):
+    if ingest is not None:
+        return lambda topic, payload: ingest.publish(topic, payload, retain=True)
+    return OneShotPublisher(config.mqtt).publish
+
+
 def create_app(config: ServerConfig, store: Store, ingest: IngestService | None = None,
-               metrics: ServerMetrics | None = None, run_jobs: bool = True) -> FastAPI:
+               metrics: ServerMetrics | None = None, run_jobs: bool = True,
+               signer: Signer | None = None) -> FastAPI:
+    """The app; `signer` defaults to the config's signing_key (raises if it cannot be read)."""
+    if signer is None and config.signing_key is not None:
+        signer = Signer.from_file(config.signing_key, config.signing_kid)
     metrics = metrics or (ingest.metrics if ingest else ServerMetrics())
 
     @contextlib.asynccontextmanager
@@ -75,6 +86,7 @@ def create_app(config: ServerConfig, store: Store, ingest: IngestService | None 
     app.state.store = store
     app.state.ingest = ingest
     app.state.metrics = metrics
+    app.state.control = ControlService(store, signer, _publisher(config, ingest))
 
     def count_online():
         rows = store.gates()

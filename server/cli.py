@@ -130,13 +130,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.control import Signer
     from server.ingest import IngestService
     from server.store import Store, migrate
 
+    signer = None
+    if config.signing_key is not None:
+        try:
+            signer = Signer.from_file(config.signing_key, config.signing_kid)
+        except (OSError, ValueError) as err:
+            print(f"checkgate server: bad config: key 'signing_key': {err}", file=sys.stderr)
+            return EXIT_USAGE
     migrate(config.database_url)
     store = Store(config.database_url, timezone=config.timezone)
     ingest = IngestService(config, store) if config.ingest_enabled else None
-    app = create_app(config, store, ingest)
+    app = create_app(config, store, ingest, signer=signer)
     logger.info("server on http://%s:%d (database %s)", config.http.host, config.http.port,
                 config.database_url.split("@")[-1])
     try:

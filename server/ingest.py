@@ -298,3 +298,30 @@ class IngestService:
         for msg in batch:
             if msg.qos > 0 and msg.generation == self._generation:
                 client.ack(msg.mid, msg.qos)
+
+
+class OneShotPublisher:
+    """Publishes control documents when the server runs without ingest (own short connection)."""
+
+    def __init__(self, mqtt_cfg: MqttConfig):
+        self.mqtt_cfg = mqtt_cfg
+
+    def publish(self, topic: str, payload: bytes, timeout: float = 10.0) -> bool:
+        cfg = self.mqtt_cfg
+        client = make_client(cfg, f"{cfg.client_id}-pub", persistent=False)
+        try:
+            client.connect(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+        except OSError as err:
+            logger.warning("cannot reach the broker to publish %s: %s", topic, err)
+            return False
+        client.loop_start()
+        try:
+            info = client.publish(topic, payload, qos=1, retain=True)
+            info.wait_for_publish(timeout)
+            return info.is_published()
+        except (RuntimeError, ValueError) as err:
+            logger.warning("publish to %s failed: %s", topic, err)
+            return False
+        finally:
+            client.disconnect()
+            client.loop_stop()

@@ -15,10 +15,8 @@ from checkgate.protocol import Event, gate_from_topic
 
 # Reasons that raise a live alert on the dashboard: fever and codes that are
 # forged or tampered with (the gate's stable reason codes).
-ALERT_REASONS = frozenset({
-    "fever", "forged", "bad_signature", "signature_invalid", "invalid_signature",
-    "unknown_issuer", "tampered", "unknown_key",
-})
+# Codes from edge/reasons.py.
+ALERT_REASONS = frozenset({"fever", "bad_signature", "malformed", "unknown_key", "dcc_signature", "forged"})
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_REASON_LEN = 64
 
