@@ -32,6 +32,8 @@ class TemperatureResult:
     sensor: str | None = None
     site: str | None = None
     samples: int = 0
+    detail: str = ""  # human-readable reason for the status (screen, logs)
+    calibration_offset_c: float = 0.0  # offset applied to body_c (logged with every decision)
 
 
 # Credential verification statuses: "valid" means authentic and in date; `health`

@@ -25,10 +25,10 @@ class Scene:
         return self.ambient_c if self.skin_c is None else self.skin_c
 
     def device_body_c(self) -> float:
-        """A plausible body-mode output: explicit value, else a fixed forehead offset."""
+        """A plausible body-mode output: explicit value, else the default forehead offset."""
         if self.body_c is not None:
             return self.body_c
-        return self.object_c + 2.4 if self.skin_c is not None else self.object_c
+        return self.object_c + 2.0 if self.skin_c is not None else self.object_c
 
 
 class DeviceModel:
