@@ -2,7 +2,8 @@
 
 `decide(inputs, policy, now)` does no I/O and keeps no state, so every decision can be
 replayed from its inputs and tested exhaustively. Every clause that fails adds a stable
-reason code (edge.reasons); the outcome is the most severe one:
+reason code (edge.reasons); the outcome is the most severe one, and the reasons
+returned are those of that severity:
 
     deny  >  manual (volunteer review)  >  retry (measure / scan again)  >  pass
 
@@ -201,13 +202,13 @@ def _check_credential(cred: VerifiedCredential, inputs: DecisionInputs, policy: 
             if window and not _in_window(minute, window):
                 found.add("deny", "outside_window")
                 break
-    if cred.kind in policy.status_required_for:
-        if cred.status_age_s is None:
-            found.add(policy.stale_outcome, "status_list_missing")
-        elif cred.list_stale or cred.status_age_s > policy.max_status_age_s:
-            found.add(policy.stale_outcome, "status_list_stale")
-        if cred.health is not None and cred.health not in policy.accepted_statuses:
-            found.add("deny", f"status_{cred.health}" if cred.health in HEALTH else "status_unknown")
+    if cred.kind in policy.status_required_for and cred.status_age_s is None:
+        found.add(policy.stale_outcome, "status_list_missing")
+    elif cred.list_stale or (cred.status_age_s is not None and cred.status_age_s > policy.max_status_age_s):
+        found.add(policy.stale_outcome, "status_list_stale")
+    # A colour is honoured whatever credential carried it (a red subject is red with any code).
+    if cred.health is not None and cred.health not in policy.accepted_statuses:
+        found.add("deny", f"status_{cred.health}" if cred.health in HEALTH else "status_unknown")
     if cred.trust_age_s is not None and cred.trust_age_s > policy.max_trust_age_s:
         found.add(policy.stale_outcome, "trust_list_stale")
     if cred.subject:
@@ -291,11 +292,9 @@ def decide(inputs: DecisionInputs, policy: Policy, now: dt.datetime) -> Decision
                 found.add("deny", reason)
             continue
         key = (cred.kind, cred.subject)
-        if key in seen:  # the same code read twice is one credential
-            continue
+        if _check_credential(cred, inputs, policy, now, found) and key not in seen:
+            usable.append(cred)  # the same code read twice counts as one credential
         seen.add(key)
-        if _check_credential(cred, inputs, policy, now, found):
-            usable.append(cred)
     alternatives = [_evaluate_alternative(alt, usable, bool(inputs.credentials), inputs, policy)
                     for alt in policy.require]
     best = min(alternatives, key=lambda f: (SEVERITY[f.outcome()], len(f.items)))
@@ -304,6 +303,7 @@ def decide(inputs: DecisionInputs, policy: Policy, now: dt.datetime) -> Decision
     primary = usable[0] if usable else (inputs.credentials[0] if inputs.credentials else None)
     if outcome == "pass":
         return Decision("pass", (), primary)
-    ordered = sorted(found.items, key=lambda item: -SEVERITY[item[0]])
-    reasons = tuple(dict.fromkeys(reason for _, reason in ordered))
+    # Only the decisive reasons: a forged code also leaves its clause unmet, but
+    # "credential_missing" would only blur what the screen has to say.
+    reasons = tuple(dict.fromkeys(reason for o, reason in found.items if o == outcome))
     return Decision(outcome, reasons, primary)  # type: ignore[arg-type]
