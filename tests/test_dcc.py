@@ -187,3 +187,22 @@ def test_cli_verify_dcc_payload_exit_codes(shared_dir, capsys):
     assert json.loads(capsys.readouterr().out)["reasons"] == ["dcc_signature"]
     assert main([*args[:-2], "--at", "yesterday", case["PREFIX"]]) == 2
     assert main(["verify", "--json", "--trust-cert", "!!notbase64", case["PREFIX"]]) == 2
+
+
+@pytest.mark.parametrize("form", ["lines", "pem", "json"])
+def test_trust_store_file_forms(shared_dir, tmp_path, form):
+    case = load_case(shared_dir, "common/2DCode/raw/CO3.json")
+    b64 = case["TESTCTX"]["CERTIFICATE"]
+    path = tmp_path / "dsc.txt"
+    if form == "lines":
+        path.write_text(f"# test DSC\n{b64}\n")
+    elif form == "pem":
+        path.write_text("-----BEGIN CERTIFICATE-----\n" + "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+                        + "\n-----END CERTIFICATE-----\n")
+    else:
+        path.write_text(json.dumps({"certs": [b64]}))
+    store = DccTrustStore.from_file(path)
+    assert len(store) == 1 and store.valuesets and store.schemas
+    now = dt.datetime.fromisoformat(case["TESTCTX"]["VALIDATIONCLOCK"])
+    assert verify_hc1(case["PREFIX"], store, now).ok
+    assert verify_hc1(case["PREFIX"], DccTrustStore.with_certs([], like=store), now).reason == "dcc_kid"

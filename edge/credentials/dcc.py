@@ -148,6 +148,40 @@ class DccTrustStore:
                    schemas=load_schemas(sc_dir) if sc_dir else None, **kw)
 
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, valuesets_dir: str | os.PathLike | None = None,
+                  schemas_dir: str | os.PathLike | None = None) -> DccTrustStore:
+        """Signer certificates from a file: PEM certificates, or base64 DER one per line
+        ('#' comments allowed), or JSON {"certs": [base64 DER, ...]}."""
+        import base64
+
+        path = pathlib.Path(path)
+        data = path.read_bytes()
+        if b"-----BEGIN CERTIFICATE" in data:
+            from cryptography.hazmat.primitives.serialization import Encoding
+
+            ders = [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(data)]
+            certs = [base64.b64encode(d).decode() for d in ders]
+        elif data.lstrip().startswith(b"{"):
+            certs = json.loads(data)["certs"]
+        else:
+            certs = [line.strip() for line in data.decode("ascii").splitlines()
+                     if line.strip() and not line.lstrip().startswith("#")]
+        store = cls.from_base64_certs(certs, valuesets_dir=valuesets_dir, schemas_dir=schemas_dir,
+                                      issued_at=None)
+        logger.info("EU DCC trust store %s: %d signer certificates", path.name, len(store))
+        return store
+
+    @classmethod
+    def with_certs(cls, ders: Iterable[bytes], like: DccTrustStore | None = None,
+                   issued_at: dt.datetime | None = None) -> DccTrustStore:
+        """A store for new signer certificates (e.g. from a signed trust list), keeping the
+        schemas, value sets and revocation data of `like`."""
+        return cls([Signer.from_der(d) for d in ders], valuesets=like.valuesets if like else None,
+                   schemas=like.schemas if like else None,
+                   revoked_hashes=like.revoked_hashes if like else (), issued_at=issued_at)
+
+
 def default_data_dir() -> pathlib.Path | None:
     """The public DCC reference data beside the repository (../shared/data/dcc), when present."""
     here = pathlib.Path(__file__).resolve()
