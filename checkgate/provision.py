@@ -90,6 +90,7 @@ class Registry(StrictModel):
     server_password_hash: str
     servers: list[ServerInstance]
     server_install_dir: str = DEFAULT_SERVER_INSTALL_DIR
+    gate_install_dir: str = DEFAULT_GATE_INSTALL_DIR  # may contain {gate}
     # How the servers reach the broker when that differs from the gates' name for it
     # (a compose service name, a private address). None: the first broker hostname.
     server_broker_host: str | None = None
@@ -360,7 +361,7 @@ def provision_broker(out: pathlib.Path, *, hostnames: list[str], gates: list[str
                      server_install_dir: str = DEFAULT_SERVER_INSTALL_DIR,
                      gate_install_dir: str = DEFAULT_GATE_INSTALL_DIR, signing_key: pathlib.Path | None = None,
                      server_broker_host: str | None = None, http_host: str = "127.0.0.1",
-                     **broker_options) -> dict:
+                     http_base_port: int = 8080, **broker_options) -> dict:
     """Create a provisioning directory: CA, broker config, server configs, gate bundles."""
     from checkgate import pki
 
@@ -396,7 +397,9 @@ def provision_broker(out: pathlib.Path, *, hostnames: list[str], gates: list[str
                for i in range(1, server_instances + 1)]
     registry = Registry(broker=broker, server_password_hash=pki.mosquitto_password_hash(server_password),
                         servers=servers, server_install_dir=server_install_dir, signing_kid=kid,
-                        server_broker_host=server_broker_host, http_host=http_host)
+                        gate_install_dir=gate_install_dir,
+                        server_broker_host=server_broker_host, http_host=http_host,
+                        http_base_port=http_base_port)
     (server_dir / "ca.crt").write_bytes(ca.cert_pem())
     for number, instance in enumerate(servers, start=1):
         doc = server_config_document(registry, instance, number, server_password, database_url)
@@ -411,11 +414,13 @@ def provision_broker(out: pathlib.Path, *, hostnames: list[str], gates: list[str
 
 
 def provision_gate(out: pathlib.Path, gate_id: str, *, auth: str = "password", rotate: bool = False,
-                   install_dir: str = DEFAULT_GATE_INSTALL_DIR) -> dict:
+                   install_dir: str | None = None) -> dict:
+    """Add a gate (or rotate its credentials); rewrites the broker's passwd/acl/crl."""
     from checkgate import pki
 
     _check_gate_id(gate_id)
     registry = load_registry(out)
+    install_dir = install_dir or registry.gate_install_dir
     if gate_id in registry.gates and not rotate:
         raise ProvisionError(f"gate {gate_id} is already provisioned: use --rotate to issue new "
                              f"credentials (the old ones stop working after the broker reloads)")
@@ -482,6 +487,7 @@ def _add_gate(out: pathlib.Path, registry: Registry, ca, gate_id: str, auth: str
 
     bundle = out / "gates" / gate_id
     bundle.mkdir(parents=True, exist_ok=True)
+    install_dir = install_dir.replace("{gate}", gate_id)
     for stale in ("gate.crt", "gate.key"):
         (bundle / stale).unlink(missing_ok=True)
     (bundle / "ca.crt").write_bytes(ca.cert_pem())
@@ -551,7 +557,8 @@ def _cmd_broker(args: argparse.Namespace) -> int:
             server_instances=args.server_instances, database_url=args.database_url,
             server_install_dir=args.server_install_dir, gate_install_dir=args.gate_install_dir,
             signing_key=pathlib.Path(args.signing_key) if args.signing_key else None,
-            server_broker_host=args.server_broker_host, http_host=args.http_host, **options)
+            server_broker_host=args.server_broker_host, http_host=args.http_host, http_base_port=args.http_port,
+            **options)
     except (ProvisionError, ValidationError, ValueError) as err:
         return _fail(err)
     if not args.install_dir:
@@ -620,10 +627,12 @@ def register(subparsers) -> None:
     b.add_argument("--max-queued", type=int, default=200_000, help="QoS 1 messages queued per absent client")
     b.add_argument("--server-instances", type=int, default=1, help="server configs to write (shared subscription)")
     b.add_argument("--server-install-dir", default=DEFAULT_SERVER_INSTALL_DIR)
-    b.add_argument("--gate-install-dir", default=DEFAULT_GATE_INSTALL_DIR)
+    b.add_argument("--gate-install-dir", default=DEFAULT_GATE_INSTALL_DIR,
+                   help="where each gate's bundle goes on the gate ({gate} is replaced by the gate id)")
     b.add_argument("--database-url", default="sqlite:////var/lib/checkgate/server.sqlite3")
     b.add_argument("--server-broker-host", help="broker address for the servers (default: the first --hostname)")
     b.add_argument("--http-host", default="127.0.0.1", help="address the servers' HTTP API binds to")
+    b.add_argument("--http-port", type=int, default=8080, help="HTTP port of server instance 1 (n: port + n - 1)")
     b.add_argument("--signing-key", help="the server's Ed25519 private key (`checkgate pass keygen`); "
                                          "default: a new one")
     b.add_argument("--json", action="store_true")
@@ -635,7 +644,8 @@ def register(subparsers) -> None:
     g.add_argument("--auth", choices=["password", "cert"], default="password")
     g.add_argument("--rotate", action="store_true", help="replace the credentials of an existing gate")
     g.add_argument("--revoke", action="store_true", help="remove the gate from the broker")
-    g.add_argument("--install-dir", default=DEFAULT_GATE_INSTALL_DIR, help="where the bundle goes on the gate")
+    g.add_argument("--install-dir", help="where the bundle goes on the gate ({gate} is replaced by the gate id; "
+                                         "default: as given to `provision broker`, else /etc/checkgate)")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=_cmd_gate)
 
