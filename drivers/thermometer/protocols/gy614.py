@@ -100,6 +100,8 @@ class Gy614Codec(HeaderCodec):
 
         to, ta, bo = word(REG_TO), word(REG_TA), word(REG_BO)
         emissivity = regs[REG_EMISSIVITY] / 100 if REG_EMISSIVITY in regs else None
+        if emissivity is not None and not 0.01 <= emissivity <= 1.0:
+            raise FrameError(BAD_FIELD, f"emissivity register {regs[REG_EMISSIVITY]} outside 1..100")
         if to is None:
             return Frame(kind="registers", emissivity=emissivity, raw=frame)
         return Frame(

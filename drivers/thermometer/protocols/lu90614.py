@@ -72,7 +72,7 @@ class Lu90614Codec(HeaderCodec):
     def _decode(self, frame: bytes) -> Frame:
         if frame[3] > 99:
             raise FrameError(BAD_FIELD, f"hundredths byte {frame[3]} > 99")
-        value = frame[2] + frame[3] / 100
+        value = (frame[2] * 100 + frame[3]) / 100
         mode = frame[1]
         flags = ("wrong_mode",) if self._expected is not None and mode != self._expected else ()
         if mode == MODE_BODY:
