@@ -1,0 +1,73 @@
+"""Every protocol end to end: simulator on a real pty -> the same driver code that runs on a device.
+
+For each: readings arrive with the simulated values, silence is reported within the configured
+timeout and recovers by itself, an unplug is seen as "disconnected" and a replug reconnects."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.thermometer import PROTOCOLS, open_thermometer
+from drivers.thermometer.simulator import ThermoSimulator
+from tests.conftest import wait_until
+
+# continuous ascii prints every 500 ms: give it a longer silence timeout than the 10 Hz devices
+SILENT_AFTER = {"ascii": 1.3, "gy-mcu90640": 0.9}
+
+
+def _fresh(drv, predicate, timeout, message):
+    """Wait for a reading (taken from the queue) that satisfies predicate."""
+    def check():
+        reading = drv.get(0.1)
+        return reading if reading is not None and predicate(reading) else None
+    return wait_until(check, timeout, message=message)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_simulator_to_driver_full_lifecycle(protocol):
+    silent_after = SILENT_AFTER.get(protocol, 0.6)
+    with ThermoSimulator(protocol, seed=3, noise_c=0.0) as sim:
+        sim.set_ambient(21.0)
+        sim.set_person(34.4)
+        drv = open_thermometer(sim.port, protocol, silent_timeout_s=silent_after, reconnect_max_s=0.3)
+        drv.start()
+        try:
+            reading = _fresh(drv, lambda r: True, 6, "a first reading")
+            assert reading.sensor == protocol
+            if protocol == "lu90614":  # a body-temperature module: object and body from alternating polls
+                reading = _fresh(drv, lambda r: r.object_c is not None and r.body_c is not None, 4, "a paired reading")
+                assert reading.body_c == pytest.approx(36.4, abs=0.05)
+            else:
+                assert reading.object_c == pytest.approx(34.4, abs=0.05)
+            if protocol not in ("lu90614",):
+                assert reading.ambient_c is not None
+            if protocol == "gy-614":
+                assert reading.body_c == pytest.approx(36.4, abs=0.05)
+            assert drv.health()["state"] == "ok"
+
+            # the person leaves: readings follow
+            sim.set_person(None)
+            _fresh(drv, lambda r: r.object_c is not None and r.object_c < 30 or
+                   r.object_c is None and r.body_c is not None and r.body_c < 30, 4, "readings without a person")
+
+            # silence: reported within the configured timeout, recovery by itself
+            sim.set_silent(True)
+            wait_until(lambda: drv.health()["state"] == "silent", silent_after + 1.5, message="sensor silent")
+            assert drv.health()["last_reading_age_s"] >= silent_after * 0.8
+            sim.set_silent(False)
+            wait_until(lambda: drv.health()["state"] == "ok", 4, message="recovery from silence")
+
+            # unplug / replug through the stable (by-id style) path
+            sim.unplug()
+            wait_until(lambda: drv.health()["state"] == "disconnected", 4, message="disconnected")
+            sim.set_person(35.0)
+            sim.replug()
+            wait_until(lambda: drv.health()["state"] == "ok", 6, message="reconnected")
+            if protocol == "lu90614":
+                _fresh(drv, lambda r: r.body_c is not None and abs(r.body_c - 37.0) < 0.1, 4, "reading after replug")
+            else:
+                _fresh(drv, lambda r: r.object_c is not None and abs(r.object_c - 35.0) < 0.1, 4,
+                       "reading after replug")
+            assert drv.health()["reconnects"] >= 1
+        finally:
+            drv.stop()
