@@ -80,3 +80,112 @@ def test_garbage_burst_is_counted_and_readings_continue(gy_sim):
         assert any(item["what"].startswith("rejected:") for item in drv.diagnostics())
     finally:
         drv.stop()
+
+
+def test_baud_probing_finds_a_module_switched_to_the_other_rate():
+    # a GY-MCU90615 that was told "A5 AE 53" (9600) and power-cycled, while its default is 115200
+    with ThermoSimulator("gy-mcu90615", seed=4) as sim:
+        sim.device.pending_baud = 9600
+        sim.unplug()
+        sim.replug()  # power cycle: the stored rate takes effect
+        assert sim.device.baud == 9600
+        sim.set_person(34.0)
+        drv = open_thermometer(sim.port, "gy-mcu90615", silent_timeout_s=1.0)
+        drv.start()
+        try:
+            reading = drv.get(timeout=6)
+            assert reading is not None and reading.object_c == pytest.approx(34.0, abs=0.2)
+            assert drv.health()["baud"] == 9600
+        finally:
+            drv.stop()
+
+
+def test_fixed_wrong_baud_stays_silent_never_invents_readings():
+    with ThermoSimulator("gy-mcu90614", seed=5) as sim:
+        drv = open_thermometer(sim.port, "gy-mcu90614", baud=115200, silent_timeout_s=0.5)
+        drv.start()
+        try:
+            wait_until(lambda: drv.health()["state"] == "silent", 3, message="silent at the wrong baud")
+            assert drv.get(timeout=0.3) is None
+            assert sum(drv.health()["rejected"].values()) > 0  # the noise was seen and rejected
+        finally:
+            drv.stop()
+
+
+def test_module_saved_without_auto_output_is_woken_by_the_start_command():
+    with ThermoSimulator("gy-mcu90614", seed=6) as sim:
+        sim.device.auto_on_power_up = False
+        sim.unplug()
+        sim.replug()
+        assert sim.device.streaming is False
+        drv = _driver(sim)
+        try:
+            assert drv.get(timeout=5) is not None
+            assert bytes.fromhex("a545ea") in bytes(sim.commands_seen)
+        finally:
+            drv.stop()
+
+
+def test_query_mode_polling():
+    with ThermoSimulator("gy-mcu90614", seed=7) as sim:
+        sim.set_person(33.3)
+        drv = open_thermometer(sim.port, "gy-mcu90614", continuous=False, silent_timeout_s=0.8)
+        drv.start()
+        try:
+            reading = drv.get(timeout=5)
+            assert reading is not None and reading.object_c == pytest.approx(33.3, abs=0.2)
+            assert sim.device.streaming is False
+            assert bytes.fromhex("a515ba") in bytes(sim.commands_seen)
+        finally:
+            drv.stop()
+
+
+def test_array_rate_and_emissivity_commands_reach_the_module():
+    with ThermoSimulator("gy-mcu90640", seed=8) as sim:
+        sim.set_person(35.2)
+        drv = open_thermometer(sim.port, "gy-mcu90640", emissivity=0.95, rate_hz=8, silent_timeout_s=1.0)
+        drv.start()
+        try:
+            reading = drv.get(timeout=6)
+            assert reading.object_c == pytest.approx(35.2, abs=0.2)
+            assert reading.hotspot is not None
+            wait_until(lambda: sim.device.emissivity == 0.95 and sim.device.stream_period_s == 1 / 8, 3,
+                       message="settings applied")
+        finally:
+            drv.stop()
+
+
+def test_queue_is_bounded_and_keeps_the_freshest(gy_sim):
+    drv = open_thermometer(gy_sim.port, "gy-mcu90614", queue_size=3)
+    drv.start()
+    try:
+        wait_until(lambda: drv.health()["dropped"] >= 2, 5, message="old readings dropped")
+        gy_sim.set_person(36.0)
+        before = drv.health()["readings"]
+        wait_until(lambda: drv.health()["readings"] >= before + 4, 5, message="newer readings")
+        # a slow consumer finds at most 3 readings, the newest ones
+        drained = [drv.get(0) for _ in range(5)]
+        assert [r for r in drained if r is not None][-1].object_c == pytest.approx(36.0, abs=0.2)
+        assert sum(r is not None for r in drained) <= 4  # 3 queued + at most one that arrived meanwhile
+    finally:
+        drv.stop()
+
+
+def test_unopenable_port_is_disconnected_with_the_reason(tmp_path):
+    drv = open_thermometer(str(tmp_path / "no-such-tty"), "gy-mcu90614", reconnect_max_s=0.2)
+    drv.start()
+    try:
+        wait_until(lambda: drv.health()["state"] == "disconnected", 3, message="disconnected")
+        assert "no-such-tty" in drv.health()["detail"]
+        assert drv.get(timeout=0.2) is None
+    finally:
+        drv.stop()
+
+
+def test_unknown_protocol_and_bad_options_are_rejected():
+    from drivers.thermometer import UnknownProtocol
+
+    with pytest.raises(UnknownProtocol):
+        open_thermometer("/dev/null", "gy-9999")
+    with pytest.raises(TypeError):
+        open_thermometer("/dev/null", "gy-mcu90614", no_such_option=1)
