@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import io
 import logging
 import os
 import pathlib
@@ -58,9 +57,14 @@ class AllowList:
     def from_csv_text(cls, text: str, source: str = "csv") -> AllowList:
         """Columns: badge_id[, subject][, kind][, zones (';'-separated)]; a header row is optional."""
         out = cls()
-        reader = csv.reader(io.StringIO(text))
-        for lineno, row in enumerate(reader, start=1):
-            row = [c.strip() for c in row]
+        # Line by line, so one broken line (a stray quote, a bare CR) costs that row, not the file.
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            try:
+                row = [c.strip() for c in next(csv.reader([line]), [])]
+            except csv.Error as err:
+                logger.warning("%s line %d rejected: %s", source, lineno, err)
+                out.rejected_rows.append((lineno, f"not CSV: {err}"))
+                continue
             if not row or not row[0] or row[0].startswith("#"):
                 continue
             if lineno == 1 and row[0].lower() in ("badge_id", "badge", "id"):
