@@ -72,8 +72,18 @@ def make_client(mqtt_cfg: MqttConfig, client_id: str, *, persistent: bool, manua
         client.tls_insecure_set(mqtt_cfg.tls_insecure)
     client.reconnect_delay_set(1, 30)
     client.max_queued_messages_set(10000)
-    client.enable_logger(logging.getLogger("server.ingest.paho"))
+    paho_logger = logging.getLogger("server.ingest.paho")
+    if not any(isinstance(f, _ShutdownNoise) for f in paho_logger.filters):
+        paho_logger.addFilter(_ShutdownNoise())
+    client.enable_logger(paho_logger)
     return client
+
+
+class _ShutdownNoise(logging.Filter):
+    """paho's network thread reports one 'not connected' error after a clean disconnect."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Client is not connected. Socket: None")
 
 
 def connect_properties(session_expiry_s: int):
