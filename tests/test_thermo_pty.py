@@ -71,3 +71,48 @@ def test_simulator_to_driver_full_lifecycle(protocol):
             assert drv.health()["reconnects"] >= 1
         finally:
             drv.stop()
+
+
+def _visit_result(drv, measurer, timeout=6.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reading = drv.get(0.2)
+        if reading is not None:
+            result = measurer.feed(reading, reading.ts)
+            if result is not None:
+                return result
+    pytest.fail("no measurement result")
+
+
+@pytest.mark.parametrize("protocol, site", [("gy-mcu90614", "forehead"), ("gy-614", "device")])
+def test_gate_sees_normal_fever_too_far_and_silent(protocol, site):
+    """The whole temperature half of a gate over a real pty: driver + measurement window."""
+    import time
+
+    from drivers.thermometer.measurement import MeasurementConfig, Measurer
+
+    measurer = Measurer(MeasurementConfig(site=site, warmup_s=0, window_s=0.6, presence_leave_s=0.3,
+                                          silent_after_s=0.8))
+    with ThermoSimulator(protocol, seed=9, noise_c=0.05) as sim:
+        sim.set_ambient(22.0)
+        drv = open_thermometer(sim.port, protocol, silent_timeout_s=0.8)
+        drv.start()
+        try:
+            visits = [(34.0, "normal"), (None, None), (35.9, "fever"), (None, None), (30.5, "too_low")]
+            for skin, expected in visits:
+                if skin is None:  # gap between visitors: readings near ambient end the visit
+                    sim.set_person(None)
+                    wait_until(lambda: (r := drv.get(0.2)) is not None and not measurer.feed(r, r.ts)
+                               and not measurer.presence(r.ts), 5, message="visitor gone")
+                    continue
+                sim.set_person(skin, ramp_s=0.3)  # walking up to the sensor
+                result = _visit_result(drv, measurer)
+                assert result.status == expected, result
+                assert result.sensor == protocol and result.site == site
+            sim.set_silent(True)
+            wait_until(lambda: drv.health()["state"] == "silent", 3, message="driver silent")
+            assert measurer.current(time.monotonic()).status == "silent"
+        finally:
+            drv.stop()
