@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import json
 import logging
@@ -123,12 +122,23 @@ class DccTrustStore:
         self.schemas = dict(schemas) if schemas is not None else None
         self.revoked_hashes = frozenset(revoked_hashes)
         self.issued_at = issued_at
+        self._validators: dict[str, object] = {}
         if self.valuesets is None or self.schemas is None:
             logger.warning("EU DCC: no %s loaded: those checks are skipped",
                            " and ".join(n for n, v in (("schemas", self.schemas), ("value sets", self.valuesets)) if v is None))
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_kid.values())
+
+    def validator(self, version: str):
+        """The compiled JSON schema validator for a DCC version (built once per store)."""
+        cached = self._validators.get(version)
+        if cached is None:
+            from jsonschema import Draft202012Validator
+
+            # no format checker: the spec validates without format assertions
+            cached = self._validators[version] = Draft202012Validator(self.schemas[version])
+        return cached
 
     def age_s(self, now: dt.datetime | None = None) -> float | None:
         if self.issued_at is None:
@@ -212,11 +222,6 @@ def load_schemas(folder: str | os.PathLike) -> dict[str, dict]:
     return out
 
 
-@functools.lru_cache(maxsize=16)
-def _validator(schema_json: str):
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(json.loads(schema_json))  # no format checker: formats are not asserted
 
 
 # --- the pipeline ------------------------------------------------------------------
@@ -401,7 +406,7 @@ def _check_dcc(dcc: Mapping, store: DccTrustStore) -> tuple[str, dict]:
         schema = store.schemas.get(version) or store.schemas.get("1.3.0")
         if schema is None:
             raise _Reject("dcc_schema", "no schema available")
-        errors = list(_validator(json.dumps(schema, sort_keys=True)).iter_errors(doc))
+        errors = list(store.validator(version if version in store.schemas else "1.3.0").iter_errors(doc))
         if errors:
             raise _Reject("dcc_schema", errors[0].message[:200])
     entry = entries[0]
