@@ -109,7 +109,10 @@ def decode_image_codes(path: str) -> list[str]:
     except ImportError:
         decode_file = None
     if decode_file is not None:
-        return [getattr(c, "text", c) for c in decode_file(path)]
+        try:
+            return [getattr(c, "text", c) for c in decode_file(path)]
+        except (TypeError, AttributeError) as err:  # an interface mismatch must not break verify
+            logger.warning("drivers.qr.decode_file unusable (%s); using the built-in chain", err)
     from edge.credentials.images import decode_file as fallback
 
     return fallback(path)
