@@ -132,6 +132,11 @@ class ThermoSimulator:
     def garbage_burst(self, n_bytes: int = 64) -> None:
         self._write(bytes(self._rng.getrandbits(8) for _ in range(n_bytes)))
 
+    def send_raw(self, data: bytes) -> float:
+        """Write bytes to the host now (tests, benchmarks); returns time.monotonic() after the write."""
+        self._write(data)
+        return time.monotonic()
+
     def unplug(self) -> None:
         with self._lock:
             self._pull_out()
