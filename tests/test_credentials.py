@@ -233,3 +233,32 @@ def test_allowlist_import_and_verification(tmp_path, trust):
     assert anonymous.subject == pseudonym("EMP-00018") and "EMP" not in anonymous.subject
     assert verifier.verify("EMP-99999", now=NOW).reasons == ("not_in_allowlist",)
     assert Verifier(trust).verify("EMP-00017", now=NOW).reasons == ("unknown_format",)
+
+
+# --- CLI with signed lists -------------------------------------------------------------
+
+def test_cli_verify_with_signed_trust_and_status_documents(issuer, tmp_path, capsys):
+    from checkgate.cli import main
+
+    _, _, priv_path, pub_path = issuer
+    rotated_priv, rotated_pub = keys.generate_keypair(tmp_path / "new", kid="k2")
+    trust_doc = tmp_path / "trust.signed"
+    trust_doc.write_bytes(sign_document("trust", 3, trust_body({"k2": keys.load_public_key(rotated_pub)}),
+                                        issuer[0], "k1"))
+    status_doc = tmp_path / "status.signed"
+    status_doc.write_bytes(sign_document("status", 8, status_body({"p_y": "yellow", "p_gone": "revoked"}),
+                                         issuer[0], "k1"))
+    new_key = keys.load_private_key(rotated_priv)
+    base = ["verify", "--json", "--trust", str(pub_path), "--trust", str(trust_doc), "--status", str(status_doc)]
+    base += ["--at", NOW.isoformat()]
+    yellow = passes.issue_pass(new_key, "k2", "p_y", "resident", expires=LATER)
+    assert main([*base, yellow]) == 0
+    assert json.loads(capsys.readouterr().out)["health"] == "yellow"
+    gone = passes.issue_pass(new_key, "k2", "p_gone", "resident", expires=LATER)
+    assert main([*base, gone]) == 1
+    assert json.loads(capsys.readouterr().out)["reasons"] == ["revoked"]
+    # A trust document signed by a key the gate does not pin is refused as bad input.
+    forged = tmp_path / "forged.signed"
+    forged.write_bytes(sign_document("trust", 4, trust_body({}), new_key, "k2"))
+    assert main(["verify", "--trust", str(pub_path), "--trust", str(forged), yellow]) == 2
+    assert "unknown signing key" in capsys.readouterr().err
