@@ -116,6 +116,7 @@ class ScreenHub:
         self._faults: list[str] = []
         self.health: dict = {}
         self.last_prompt: dict | None = None
+        self.last_calibration: dict | None = None  # {"ts", "operator"} of the last calibration event seen
         self.timers: dict[int, RecheckTimer] = {}
         self._timer_ids = itertools.count(1)
         self.counters = DayCounters(local_midnight().date().isoformat())
@@ -151,6 +152,9 @@ class ScreenHub:
                 logger.warning("cannot read today's events for the counters: %s", err)
         else:
             events = self._safe(self.daemon.recent_events, [])
+        calibrations = [e for e in events if e.get("type") == "calibration"]
+        if calibrations:
+            self.last_calibration = {"ts": calibrations[-1].get("ts"), "operator": calibrations[-1].get("operator")}
         return count_day(events, day.date().isoformat())
 
     @staticmethod
@@ -178,6 +182,9 @@ class ScreenHub:
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "event" and isinstance(message.get("event"), dict):
             event = message["event"]
+            if event.get("type") == "calibration":
+                self.last_calibration = {"ts": event.get("ts"), "operator": event.get("operator")}
+                self.update_health(self.health)
             self._roll_day()
             self.counters.add(event)
             self.publish({"type": "event", "event": event, "alarm": alarm_for_event(event),
@@ -191,6 +198,8 @@ class ScreenHub:
             logger.warning("screen ignored a daemon message it does not understand: %.200r", message)
 
     def update_health(self, health: dict) -> None:
+        if self.last_calibration and not health.get("calibration"):
+            health = {**health, "calibration": self.last_calibration}
         appeared = new_faults(self._faults, health.get("faults") or [])
         self._faults = list(health.get("faults") or [])
         self.health = health

@@ -173,8 +173,11 @@
     const listAge = status && status.age_s !== null && status.age_s !== undefined ? status.age_s : null;
     const stale = (h.faults || []).includes("lists_stale");
     setChip("h-lists", !status ? "warn" : stale ? "bad" : "ok", status ? t("lists.age", { age: age(listAge) }) : t("lists.none"));
+    // the last calibration: from the gate's health, or a calibration event seen by the screen
     const therm = h.thermometer || {};
-    const calAge = therm.calibration_age_s !== undefined ? therm.calibration_age_s : null;
+    const cal = h.calibration || {};
+    let calAge = therm.calibration_age_s !== undefined ? therm.calibration_age_s : null;
+    if (calAge === null && cal.ts) calAge = Math.max(0, (Date.now() - Date.parse(cal.ts)) / 1000);
     setChip("h-calibration", calAge === null ? "warn" : "ok", calAge === null ? t("calibration.never") : t("lists.age", { age: age(calAge) }));
 
     const faults = h.faults || [];
