@@ -1,0 +1,219 @@
+"""The volunteer screen end to end: the real gate daemon (simulated thermometer over a pty,
+simulated camera), a real Mosquitto, the real server ingest into SQLite, Debian's chromium.
+
+A visitor decided by the daemon shows on the page within 1 s; a fever sounds the alarm;
+an override signed with a PIN reaches the server's database with the operator id; the
+banner follows the thermometer going silent and coming back; the page rides out a
+restart of the daemon, showing its last state and a reconnecting marker meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+import time
+
+import pytest
+
+from checkgate.broker import free_port
+from tests.conftest import wait_until
+from tests.test_screen_browser import CHROMIUM_ARGS, KIOSK
+from tests.test_screen_standin import PIN, pin_hash
+
+NORMAL_SKIN = 34.6
+FEVER_SKIN = 36.9
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+ARTIFACTS = pathlib.Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture
+def issuer(tmp_path):
+    from edge.credentials import keys
+
+    priv, pub = keys.generate_keypair(tmp_path / "keys", kid="t1")
+    return {"key": keys.load_private_key(priv), "kid": "t1", "pub": pub}
+
+
+def make_pass(issuer, subject):
+    from edge.credentials.passes import issue_pass
+
+    return issue_pass(issuer["key"], issuer["kid"], subject, "resident",
+                      expires=dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
+
+
+def gate_config(tmp_path, mqtt_port, screen_port, issuer):
+    from edge.config import EdgeConfig
+
+    return EdgeConfig.model_validate({
+        "gate_id": "north-1",
+        "data_dir": str(tmp_path / "gate"),
+        "mqtt": {"port": mqtt_port, "reconnect_max_s": 1.0},
+        "thermometer": {"protocol": "gy-mcu90614", "port": "sim", "silent_after_s": 1.0},
+        "camera": {"source": "sim", "fps": 15, "dedupe_window_s": 1.0},
+        "credentials": {"trust_keys": [str(issuer["pub"])]},
+        "policy": {"status_required_for": []},
+        "flow": {"window_s": 6.0},
+        "gate": {"open_s": 0.5, "signal_s": 0.2},
+        "screen": {"port": screen_port, "language": "en", "volunteers": {"v01": pin_hash(PIN)}},
+    })
+
+
+class Gate:
+    """The daemon plus its screen server, started and stopped the way `checkgate edge run` does."""
+
+    def __init__(self, config, base_dir):
+        self.config, self.base_dir = config, base_dir
+        self.daemon = self.server = None
+
+    def start(self) -> Gate:
+        from edge.daemon import EdgeDaemon
+        from edge.screen.app import start_screen_server
+
+        self.daemon = EdgeDaemon(self.config, self.base_dir)
+        self.daemon.start()
+        self.server = start_screen_server(self.daemon)
+        assert self.server.started
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+            self.server.thread.join(10)
+            self.server = None
+        if self.daemon is not None:
+            self.daemon.stop()
+            self.daemon = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.config.screen.port}"
+
+
+def decided(daemon, after_seq: int, timeout: float = 10.0) -> dict:
+    """Wait for the daemon's next screening decision; returns it."""
+    def find():
+        events = [e for e in daemon.recent_events() if e["seq"] > after_seq and e["type"] == "screening"]
+        return events[-1] if events else None
+    return wait_until(find, timeout, interval=0.005, message="a screening decision")
+
+
+def visitor(daemon, code, skin) -> None:
+    daemon.thermo_sim.set_person(skin)
+    daemon.camera.show_code(code)
+
+
+def leave(daemon) -> None:
+    daemon.camera.show_nothing()
+    daemon.thermo_sim.set_person(None)
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def new_page(browser, url):
+    page = browser.new_page(viewport=KIOSK)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    page.goto(url)
+    page.wait_for_selector('body[data-connected="true"]', timeout=5000)
+    return page, errors
+
+
+def test_visitors_alarms_override_and_faults_on_the_real_gate(tmp_path, mosquitto, sqlite_url, issuer, browser):
+    from server.testing import running_ingest, server_config
+
+    gate = Gate(gate_config(tmp_path, mosquitto.port, free_port(), issuer), tmp_path).start()
+    try:
+        with running_ingest(server_config(sqlite_url, mosquitto.port)) as (store, _ingest):
+            d = gate.daemon
+            page, errors = new_page(browser, gate.url)
+
+            # a normal visitor: the decision is on the page within 1 s of the daemon deciding it
+            seq = d.outbox.last_seq
+            visitor(d, make_pass(issuer, "p_alice"), NORMAL_SKIN)
+            ev = decided(d, seq)
+            page.wait_for_selector(f'#card[data-outcome="{ev["outcome"]}"]', timeout=1000)
+            leave(d)
+            assert ev["outcome"] == "pass" and page.inner_text("#outcome-word") == "PASS"
+            assert f'{ev["temperature"]["value_c"]:.1f} °C' in page.inner_text("#temp-value")
+            wait_until(lambda: page.evaluate("document.getElementById('preview').naturalWidth") == 320, 5,
+                       message="camera preview")
+
+            # a fever: deny, the fever state and the alarm
+            wait_until(lambda: d.flow.state == "idle", 10, message="the gate ready for the next visitor")
+            seq = d.outbox.last_seq
+            visitor(d, make_pass(issuer, "p_bob"), FEVER_SKIN)
+            ev = decided(d, seq)
+            page.wait_for_selector('body[data-alarm="fever"]', timeout=1000)
+            leave(d)
+            assert ev["outcome"] == "deny" and "fever" in ev["reasons"]
+            assert page.inner_text("#outcome-word") == "STOP" and page.inner_text("#c-fevers") == "1"
+            page.screenshot(path=str(_artifact("screen-e2e-fever-800x480")))
+
+            # an override with PIN and reason reaches the server with the operator id
+            page.click("#btn-pass")
+            page.click('#signin-operators button[data-value="v01"]')
+            page.fill("#pin", PIN)
+            page.click("#signin-submit")
+            page.click('#override-reasons button[data-value="paper_pass_checked"]')
+            page.click("#override-submit")
+            page.wait_for_selector("#reason:has-text('Override by v01')", timeout=2000)
+
+            def override_stored():
+                rows, _ = store.search_events(gate="north-1")
+                return [r for r in rows if r.type == "override"]
+            stored = wait_until(override_stored, 10, message="the override stored by the server")
+            assert stored[0].operator == "v01" and stored[0].outcome == "pass"
+            assert d.gate.open_count >= 2  # the visitor's pass and the override
+
+            # the thermometer goes silent: banner with the fix; it comes back: banner gone
+            d.thermo_sim.set_silent(True)
+            page.wait_for_selector("#banner", state="visible", timeout=8000)
+            assert "Thermometer silent" in page.inner_text("#banner")
+            assert page.get_attribute("#h-thermometer", "data-state") == "bad"
+            page.screenshot(path=str(_artifact("screen-e2e-silent-800x480")))
+            d.thermo_sim.set_silent(False)
+            page.wait_for_selector("#banner", state="hidden", timeout=8000)
+            assert errors == []
+    finally:
+        gate.stop()
+
+
+def test_page_rides_out_a_daemon_restart(tmp_path, mosquitto, issuer, browser):
+    config = gate_config(tmp_path, mosquitto.port, free_port(), issuer)
+    gate = Gate(config, tmp_path).start()
+    try:
+        d = gate.daemon
+        page, errors = new_page(browser, gate.url)
+        seq = d.outbox.last_seq
+        visitor(d, make_pass(issuer, "p_carol"), NORMAL_SKIN)
+        decided(d, seq)
+        leave(d)
+        page.wait_for_selector('#card[data-outcome="pass"]', timeout=1000)
+        t0 = time.monotonic()
+        gate.stop()
+        page.wait_for_selector("#reconnecting", state="visible", timeout=5000)
+        assert page.inner_text("#outcome-word") == "PASS"  # the last state stays
+        gate.start()
+        page.wait_for_selector('body[data-connected="true"]', timeout=10000)
+        assert page.is_hidden("#reconnecting")
+        assert page.inner_text("#outcome-word") == "PASS"
+        assert page.inner_text("#c-passed") == "1"  # today's counters rebuilt from the outbox
+        assert time.monotonic() - t0 < 20
+        assert [e for e in errors if "ERR_CONNECTION_REFUSED" not in e] == []
+    finally:
+        gate.stop()
+
+
+def _artifact(name: str) -> pathlib.Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS / f"{name}.png"
