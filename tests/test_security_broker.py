@@ -156,17 +156,19 @@ class Deployment:
         assert wait_for_port("127.0.0.1", self.cert_port), self.broker.log_tail()
         return self.broker
 
-    def gate_probe(self, gate_id: str, name: str | None = None, **overrides) -> Probe:
-        m = self.gate_mqtt(gate_id) | overrides
+    def gate_probe(self, gate_id: str, name: str | None = None, mqtt_version=mqtt.MQTTv5) -> Probe:
+        """A client logging in exactly as the gate's bundle says (password or certificate)."""
+        m = self.gate_mqtt(gate_id)
         bundle = self.out / "gates" / gate_id
         cert = bundle / "gate.crt" if m.get("cert_file") else None
         key = bundle / "gate.key" if m.get("key_file") else None
         return Probe(name or f"checkgate-gate-{gate_id}", m["port"], self.ca, username=m.get("username"),
-                     password=m.get("password"), cert_file=cert, key_file=key)
+                     password=m.get("password"), cert_file=cert, key_file=key, mqtt_version=mqtt_version)
 
-    def server_probe(self, instance: int = 1) -> Probe:
+    def server_probe(self, instance: int = 1, name: str | None = None) -> Probe:
+        """A client with the server's credentials (its own client id unless `name` is given)."""
         m = self.server_mqtt(instance)
-        return Probe(m["client_id"], m["port"], self.ca, username=m["username"], password=m["password"])
+        return Probe(name or m["client_id"], m["port"], self.ca, username=m["username"], password=m["password"])
 
     def cli(self, *args: str) -> int:
         return checkgate_main(["provision", *args, "--out", str(self.out)])
