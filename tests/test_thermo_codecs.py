@@ -401,3 +401,14 @@ def test_byte_at_a_time_equals_all_at_once(protocol):
 def test_p1_encoder_matches_struct_rule():
     b = bytes([0x5A, 0x5A, 0x45, 0x04]) + struct.pack(">hh", 3650, 2500)
     assert gy_mcu.encode_frame(36.5, 25.0) == b + bytes([sum(b) & 0xFF])
+
+
+def test_p7_late_reply_after_timeout_is_not_taken_for_a_target():
+    codec = make_codec("optris")
+    codec.poll_commands()
+    codec.on_reply_timeout()  # gave up waiting
+    results = codec.feed(optris.temperature_raw(28.0))  # the head reply arrives late
+    assert [r.cause for r in results] == ["garbage"]
+    codec.poll_commands()
+    results = codec.feed(optris.temperature_raw(36.0) + optris.temperature_raw(28.0))
+    assert [(r.object_c, r.ambient_c) for r in results] == [(36.0, 28.0)]

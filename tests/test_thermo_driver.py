@@ -189,3 +189,37 @@ def test_unknown_protocol_and_bad_options_are_rejected():
         open_thermometer("/dev/null", "gy-9999")
     with pytest.raises(TypeError):
         open_thermometer("/dev/null", "gy-mcu90614", no_such_option=1)
+
+
+SCENARIO_CHECKS = {
+    "ambient": lambda seen, h: seen and all(abs(r.object_c - 24.0) < 0.3 for r in seen),
+    "person": lambda seen, h: any(abs(r.object_c - 34.6) < 0.2 for r in seen)
+    and any(abs(r.object_c - 24.0) < 0.3 for r in seen),
+    "fever": lambda seen, h: any(abs(r.object_c - 36.4) < 0.2 for r in seen),
+    "noise": lambda seen, h: h["rejected"].get("checksum", 0) + h["rejected"].get("truncated", 0) >= 1
+    and any(abs(r.object_c - 34.6) < 0.2 for r in seen),
+    "garbage": lambda seen, h: h["rejected"].get("garbage", 0) >= 1 and len(seen) > 5,
+    "silence": lambda seen, h: "silent" in h["states"] and h["state"] == "ok",
+    "unplug": lambda seen, h: "disconnected" in h["states"] and h["state"] == "ok" and h["reconnects"] >= 1,
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIO_CHECKS))
+def test_simulator_scenarios(scenario):
+    with ThermoSimulator("gy-mcu90614", scenario, seed=11, speed=8) as sim:
+        drv = open_thermometer(sim.port, "gy-mcu90614", silent_timeout_s=0.25, reconnect_max_s=0.1)
+        drv.start()
+        seen, states = [], set()
+
+        def check():
+            reading = drv.get(0.05)
+            if reading is not None:
+                seen.append(reading)
+            health = drv.health()
+            states.add(health["state"])
+            return SCENARIO_CHECKS[scenario](seen, {**health, "states": states})
+
+        try:
+            wait_until(check, 8, message=f"scenario {scenario}")
+        finally:
+            drv.stop()

@@ -64,6 +64,7 @@ class ThermometerDriver:
         self._detail = "not started"
         self._last_reading: float | None = None
         self._last_valid: float | None = None
+        self._rejected: dict[str, int] = {}  # snapshot of the codec's counters, for other threads
         self.raw_log: collections.deque[tuple[float, str, str]] = collections.deque(maxlen=raw_history)
         self.stats = collections.Counter()  # frames, readings, dropped, reconnects, probes
 
@@ -97,7 +98,7 @@ class ThermometerDriver:
                 "protocol": self.protocol,
                 "port": self.port,
                 "baud": self.baud,
-                "rejected": dict(self.codec.rejected),
+                "rejected": dict(self._rejected),
                 "last_reading_age_s": age,
                 "frames": self.stats["frames"],
                 "readings": self.stats["readings"],
@@ -172,6 +173,7 @@ class ThermometerDriver:
 
     def _session(self, ser) -> None:
         self.codec.reset()
+        ser.reset_input_buffer()  # bytes queued before we opened the port are stale readings
         if self._fixed_baud is None and self.codec.probe_bauds:
             self._probe(ser)
         now = time.monotonic()
@@ -204,6 +206,9 @@ class ThermometerDriver:
 
     def _handle(self, results: list[Result], now: float) -> bool:
         got_frame = False
+        if any(isinstance(r, Rejected) for r in results):
+            with self._lock:
+                self._rejected = dict(self.codec.rejected)
         for result in results:
             if isinstance(result, Rejected):
                 self.raw_log.append((now, f"rejected:{result.cause}", result.raw[:64].hex()))

@@ -58,12 +58,14 @@ class ThermoSimulator:
     """See module doc. `port` is the path a driver opens."""
 
     def __init__(self, protocol: str, scenario: str | None = None, *, noise_c: float = 0.03,
-                 seed: int | None = None, check_baud: bool = True, link_dir: str | None = None) -> None:
+                 seed: int | None = None, check_baud: bool = True, link_dir: str | None = None,
+                 speed: float = 1.0) -> None:
         if scenario is not None and scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
         self.protocol = protocol
         self.device: DeviceModel = make_device(protocol)
         self.scenario = scenario
+        self.speed = speed  # scenario clock multiplier (tests run scenarios faster)
         self.scene = Scene()
         self.noise_c = noise_c
         self.check_baud = check_baud
@@ -151,6 +153,7 @@ class ThermoSimulator:
     def _plug_in(self) -> None:
         master, slave = pty.openpty()
         tty.setraw(slave)  # no echo, no line discipline: bytes pass untouched
+        os.set_blocking(master, False)  # a host that stops reading must not block the simulator
         attrs = termios.tcgetattr(slave)
         speed = getattr(termios, f"B{self.device.baud}", None)
         if speed is not None:  # a naive reader (cat, screen) sees real frames
@@ -240,7 +243,7 @@ class ThermoSimulator:
                 seconds, action = steps[step_index % len(steps)]
                 getattr(self, action[0])(*action[1:])
                 step_index += 1
-                step_end = now + seconds
+                step_end = now + seconds / self.speed
             master = self._master
             if master is None:  # unplugged
                 self._stop.wait(0.02)

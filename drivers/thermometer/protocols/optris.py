@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 
-from ..base import Codec, Frame, FrameError, Reading, Rejected, Result, in_range
+from ..base import GARBAGE, Codec, Frame, FrameError, Reading, Rejected, Result, in_range
 from ..device import DeviceModel, Scene
 
 CMD_TARGET, CMD_HEAD, CMD_CURRENT, CMD_EMISSIVITY, CMD_TRANSMISSION = 0x01, 0x02, 0x03, 0x04, 0x05
@@ -46,9 +46,14 @@ class OptrisCodec(Codec):
         self.prefix = b"" if address is None else bytes([0xB0 + address])
         self._expect: collections.deque[int] = collections.deque()
         self._target: float | None = None
+        self._driven = False  # True once we send commands: then every reply must match one
+
+    def _expecting(self, *commands: int) -> None:
+        self._driven = True
+        self._expect.extend(commands)
 
     def poll_commands(self) -> list[bytes]:
-        self._expect.extend((CMD_TARGET, CMD_HEAD))
+        self._expecting(CMD_TARGET, CMD_HEAD)
         return [self.prefix + bytes([CMD_TARGET]), self.prefix + bytes([CMD_HEAD])]
 
     def emissivity_command(self, emissivity: float) -> bytes | None:
@@ -58,7 +63,7 @@ class OptrisCodec(Codec):
         cmd = bytes([CMD_SET_EMISSIVITY]) + raw.to_bytes(2, "big")
         if self.ct_checksum:
             cmd += bytes([cmd[0] ^ cmd[1] ^ cmd[2]])
-        self._expect.append(CMD_SET_EMISSIVITY)
+        self._expecting(CMD_SET_EMISSIVITY)
         return self.prefix + cmd
 
     def _find_start(self, buf: bytearray) -> int | None:
@@ -68,6 +73,8 @@ class OptrisCodec(Codec):
         if len(buf) < REPLY_LEN:
             return None
         reply = bytes(buf[:REPLY_LEN])
+        if self._driven and not self._expect:  # a late reply to a request we gave up on
+            return REPLY_LEN, Rejected(GARBAGE, "reply without a pending request", reply)
         cmd = self._expect.popleft() if self._expect else None
         try:
             return REPLY_LEN, self._decode(cmd, reply)
