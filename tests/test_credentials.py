@@ -262,3 +262,9 @@ def test_cli_verify_with_signed_trust_and_status_documents(issuer, tmp_path, cap
     forged.write_bytes(sign_document("trust", 4, trust_body({}), new_key, "k2"))
     assert main(["verify", "--trust", str(pub_path), "--trust", str(forged), yellow]) == 2
     assert "unknown signing key" in capsys.readouterr().err
+
+
+def test_naive_time_is_taken_as_utc(issuer, trust):
+    naive = NOW.replace(tzinfo=None)
+    result = Verifier(trust, status_list(issuer)).verify(make_pass(issuer), now=naive)
+    assert result.valid and result.status_age_s == pytest.approx(0)

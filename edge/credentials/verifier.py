@@ -49,6 +49,8 @@ class Verifier:
 
     def verify(self, payload: str, now: dt.datetime | None = None) -> VerifiedCredential:
         now = now or self.clock()
+        if now.tzinfo is None:  # a naive time is taken as UTC rather than the host's zone
+            now = now.replace(tzinfo=dt.UTC)
         try:
             if isinstance(payload, bytes):
                 payload = payload.decode("utf-8")
