@@ -68,7 +68,7 @@ class CredentialStore:
         with self._lock:
             try:
                 if topic == protocol.STATUS_TOPIC:
-                    current = self.status.version + 1 if self.status else None
+                    current = self.status.version + 1 if self.status is not None else None
                     new = StatusList.from_document(payload, self.control_keys, min_version=current)
                     self.status = new
                     self.verifier.set_status(new)

@@ -143,9 +143,8 @@ class EdgeDaemon:
                                max_status_age_s=self.policy.max_status_age_s)
 
     def _start_devices(self) -> None:
-        from drivers.thermometer.measurement import MeasurementConfig, Measurer
-
         from drivers.thermometer import open_thermometer
+        from drivers.thermometer.measurement import MeasurementConfig, Measurer
 
         t = self.config.thermometer
         port = t.port
@@ -156,7 +155,7 @@ class EdgeDaemon:
             self.thermo_sim.start()
             port = self.thermo_sim.port
         self.measurer = Measurer(parse_config(MeasurementConfig, t.measurement, "thermometer.measurement"))
-        self.thermometer = open_thermometer(port, t.protocol, baud=t.baud)
+        self.thermometer = open_thermometer(port, t.protocol, baud=t.baud, silent_timeout_s=t.silent_after_s)
         self.thermometer.start()
 
         from drivers.camera import open_camera

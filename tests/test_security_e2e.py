@@ -330,9 +330,6 @@ def test_gate_rejects_and_reports_forged_and_replayed_status_lists(centre, gate_
                interval=0.2, message="the rejections reported in the gate's state")
 
 
-@pytest.mark.xfail(strict=True, reason="edge/credential_store.py tests `if self.status` and an empty StatusList is "
-                                       "falsy, so with an empty current list any older signed list is accepted; "
-                                       "the fix is `if self.status is not None` (reported to the lead)")
 def test_gate_rejects_a_replayed_list_while_its_current_list_is_empty(centre, gate_link, watcher):
     genuine_v1 = publish_status(centre, gate_link, watcher, {"p_cccccc": "red"})
     publish_status(centre, gate_link, watcher, {"p_cccccc": "green"})  # cleared: the current list is empty
