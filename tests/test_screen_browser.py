@@ -8,6 +8,7 @@ to test-artifacts/ for a human look.
 
 from __future__ import annotations
 
+import datetime as dt
 import pathlib
 import time
 
@@ -289,3 +290,18 @@ def test_screenshots_at_kiosk_and_full_hd_in_both_languages(tmp_path, open_page)
         page.shot("screen-pass-zh-CN-800x480")
     finally:
         s.stop()
+
+
+def test_an_old_result_is_greyed_out_so_nobody_takes_it_for_the_next_person(screen, open_page):
+    from checkgate import protocol
+
+    event = screen.daemon.emit("deny", ["fever"], temperature=38.2)
+    event["ts"] = protocol.utc_iso(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))  # decided a minute ago
+    page = open_page(screen.url, lang="en")
+    page.page.wait_for_selector('#card[data-stale="true"]', timeout=5000)
+    assert page.text("#previous").startswith("Previous person")
+    page.shot("screen-previous-en-800x480")
+    screen.daemon.emit("pass")
+    page.page.wait_for_selector('#card[data-stale="false"][data-outcome="pass"]', timeout=3000)
+    assert page.page.is_hidden("#previous")
+    assert page.errors == []

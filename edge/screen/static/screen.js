@@ -6,11 +6,15 @@
   const cfg = JSON.parse(document.getElementById("screen-config").textContent);
   const $ = (id) => document.getElementById(id);
   const ALARM_MS = 8000;
+  const RESULT_HOLD_MS = 12000; // then the card greys out, so nobody reads it as the next person's
+  const NEW_VISIT_PROMPTS = new Set(["scan_code", "come_closer"]);
 
   let lang = cfg.lang;
   let strings = cfg.strings;
   let operator = cfg.operator;
   let lastEvent = null;
+  let lastEventAt = 0;
+  let stale = false;
   let lastPrompt = null;
   let health = {};
   let counters = null;
@@ -140,6 +144,7 @@
     $("cred-status").textContent = cred ? t("status." + (["green", "yellow", "red"].includes(status) ? status : "unknown")) : "";
     const kindKey = cred ? "credential." + cred.kind : "credential.none";
     $("cred-kind").textContent = strings[kindKey] !== undefined ? t(kindKey) : t("credential.other");
+    $("previous").textContent = t("card.previous", { time: ev.ts ? clockTime(new Date(ev.ts)) : "" });
     $("meta").textContent = ev.ts ? t("card.at", { time: fullDate(new Date(ev.ts)) }) + (ev.seq ? " · #" + number(ev.seq, 0) : "") : "";
   }
 
@@ -257,6 +262,11 @@
       li.classList.toggle("due", left <= 0);
       li.querySelector(".left").textContent = left <= 0 ? t("recheck.due") : t("recheck.left", { time: mmss(left / 1000) });
     }
+    const nowStale = Boolean(lastEvent) && (stale || now - lastEventAt > RESULT_HOLD_MS);
+    if ($("card").dataset.stale !== String(nowStale)) {
+      $("card").dataset.stale = String(nowStale);
+      $("previous").hidden = !nowStale;
+    }
     const countdown = $("countdown");
     const secondsLeft = Math.ceil((remeasureUntil - now) / 1000);
     countdown.hidden = secondsLeft <= 0;
@@ -328,6 +338,11 @@
     };
   }
 
+  function eventTime(ev) {
+    const at = ev && ev.ts ? Date.parse(ev.ts) : NaN;
+    return Number.isNaN(at) ? Date.now() : at;
+  }
+
   function isShown(ev) {
     return ev && (ev.type === "screening" || ev.type === "override" || ev.type === undefined);
   }
@@ -335,7 +350,10 @@
   function handle(msg) {
     if (msg.type === "snapshot") {
       const shown = (msg.events || []).filter(isShown);
-      if (shown.length) lastEvent = shown[shown.length - 1];
+      if (shown.length) {
+        lastEvent = shown[shown.length - 1];
+        lastEventAt = eventTime(lastEvent);
+      }
       health = msg.health || {};
       counters = msg.counters || counters;
       timers = msg.timers || [];
@@ -346,6 +364,8 @@
       counters = msg.counters || counters;
       if (isShown(ev)) {
         lastEvent = ev;
+        lastEventAt = Date.now();
+        stale = false;
         window.checkgateScreen.events += 1;
         if (ev.outcome !== "retry") remeasureUntil = 0;
         renderCard();
@@ -359,6 +379,7 @@
     } else if (msg.type === "prompt") {
       lastPrompt = msg;
       if (msg.prompt === "remeasure") remeasureUntil = Date.now() + cfg.remeasure_s * 1000;
+      if (NEW_VISIT_PROMPTS.has(msg.prompt) && Date.now() - lastEventAt > 1500) stale = true; // someone new
       renderPrompt();
       tick();
     } else if (msg.type === "timers") {
