@@ -226,3 +226,36 @@ def test_defaults_are_the_documented_ones():
     assert cfg.recheck_band_c == 0.3
     assert cfg.site == "forehead"
     assert 1.0 <= cfg.window_s <= 2.0
+
+
+def test_body_only_device_presence_and_result():
+    """LU90614 in body mode: no object value, no ambient; the body value carries presence."""
+    m = make(site="device")
+    assert m.feed(Reading(None, None, 24.0, sensor="lu90614"), 99.0) is None  # nothing in front
+    assert m.presence(99.0) is False
+    results = [m.feed(Reading(None, None, 36.58, sensor="lu90614"), 100 + i * 0.3) for i in range(6)]
+    result = next(r for r in results if r)
+    assert result.status == "normal" and result.body_c == pytest.approx(36.58)
+    assert result.raw_c is None and result.sensor == "lu90614"
+
+
+def test_object_without_ambient_uses_the_absolute_presence_rule():
+    m = make()
+    assert m.feed(Reading(26.0, None), 99.0) is None and not m.presence(99.0)
+    result = visit(m, 34.0, ambient=None)
+    assert result.status == "normal" and result.ambient_c is None
+    assert result.body_c == pytest.approx(36.0)  # no ambient term without an ambient value
+
+
+def test_array_hotspot_reading_counts_as_presence():
+    m = make()
+    reading = Reading(35.6, 22.0, hotspot=(11, 15), sensor="gy-mcu90640")
+    results = [m.feed(reading, 100 + i / 4) for i in range(6)]
+    assert next(r for r in results if r).status == "fever"
+
+
+def test_warm_up_counts_from_the_first_reading_or_the_given_power_on():
+    m = Measurer(MeasurementConfig(warmup_s=30, window_s=0.5), started_at=0.0)
+    assert visit(m, 34.2, start=10.0, seconds=0.6).status == "warming_up"
+    nobody(m, 11.0)
+    assert visit(m, 34.2, start=31.0, seconds=0.6).status == "normal"

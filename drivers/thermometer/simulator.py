@@ -34,9 +34,10 @@ logger = logging.getLogger(__name__)
 # Each scenario: a cycle of (seconds, action) steps; actions are method names with arguments.
 SCENARIOS: dict[str, list[tuple[float, tuple]]] = {
     "ambient": [(1.0, ("set_person", None))],
-    "person": [(3.0, ("set_person", None)), (4.0, ("set_person", 34.6))],
-    "fever": [(3.0, ("set_person", None)), (4.0, ("set_person", 36.4))],
-    "noise": [(3.0, ("set_person", None)), (4.0, ("set_person", 34.6)), (0.0, ("corrupt_next", 3))],
+    # a person walks up (skin reading rises over 0.4 s), stays 4 s, leaves
+    "person": [(3.0, ("set_person", None)), (4.0, ("set_person", 34.6, 0.4))],
+    "fever": [(3.0, ("set_person", None)), (4.0, ("set_person", 36.4, 0.4))],
+    "noise": [(3.0, ("set_person", None)), (4.0, ("set_person", 34.6, 0.4)), (0.0, ("corrupt_next", 3))],
     "garbage": [(2.0, ("set_person", 34.6)), (0.0, ("garbage_burst", 64)), (2.0, ("set_person", None))],
     "silence": [(3.0, ("set_silent", False)), (3.0, ("set_silent", True))],
     "unplug": [(3.0, ("replug",)), (2.0, ("unplug",))],
