@@ -144,3 +144,16 @@ def test_ascii_noise_lines_never_pass_as_readings(noise):
         if r.ok and r.kind == "temperature":  # only if the noise happens to be a well-formed line
             assert ascii_line.TEAM.match(noise.decode("ascii", "replace").strip()) or \
                    ascii_line.ADAFRUIT_C.match(noise.decode("ascii", "replace").strip())
+
+
+@pytest.mark.parametrize("protocol", ["modbus-omega", "modbus-calex"])
+@SETTINGS
+@given(function=st.sampled_from([0x03, 0x04, 0x06, 0x83, 0x84, 0x86]), body=st.binary(max_size=40))
+def test_modbus_frames_with_a_valid_crc_but_random_content(protocol, function, body):
+    """A CRC-correct frame with nonsense inside is rejected or decoded within range, never a crash."""
+    from pymodbus.framer import FramerRTU
+
+    head = bytes([1, function]) + (bytes([len(body)]) if function in (0x03, 0x04) else b"") + body
+    frame = head + FramerRTU.compute_CRC(head).to_bytes(2, "big")
+    results, codec = run(protocol, [frame])
+    assert_physical(codec, results)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import struct
 from typing import ClassVar
 
 logger = logging.getLogger(__name__)
@@ -299,6 +300,9 @@ class HeaderCodec(Codec):
             return length, self._decode(frame)
         except FrameError as err:
             return length, Rejected(err.cause, err.detail, frame)
+        except (ValueError, IndexError, struct.error) as err:  # fields no real device would send
+            logger.warning("%s: undecodable frame %s: %s", self.name, frame[:32].hex(), err)
+            return length, Rejected(BAD_FIELD, f"undecodable: {err}", frame)
 
     def _plausible_restart(self, rest: bytes) -> bool:
         """Whether `rest` (starting on a header) looks like a real frame start."""

@@ -138,6 +138,11 @@ class ThermometerDriver:
                 self._session(ser)
             except (OSError, ValueError) as err:
                 self._set_state(DISCONNECTED, f"port lost: {err}")
+                self._stop.wait(self.reconnect_min_s)
+            except Exception:  # a bug must not end the thread: the gate would wait for readings forever
+                logger.exception("thermometer %s on %s: driver error, reopening", self.protocol, self.port)
+                self._set_state(DISCONNECTED, "driver error (see log); reopening")
+                self._stop.wait(self.reconnect_max_s)
             finally:
                 try:
                     ser.close()

@@ -258,7 +258,11 @@ class ThermoSimulator:
             if data:
                 self.commands_seen += data
                 if self._baud_matches():
-                    reply = self.device.receive(data, self._current_scene())
+                    try:
+                        reply = self.device.receive(data, self._current_scene())
+                    except Exception:  # a simulator bug must not look like an unplugged device
+                        logger.exception("simulated %s: command handling failed", self.protocol)
+                        reply = b""
                     with self._lock:
                         silent = self._live.silent
                     if reply and not silent:

@@ -145,7 +145,10 @@ class ModbusIrCodec(Codec):
         return self._client.check_CRC(rest[:size - 2], int.from_bytes(rest[size - 2:size], "big"))
 
     def _decode(self, frame: bytes) -> Frame:
-        pdu = self._client.decoder.decode(frame[1:-2])
+        try:
+            pdu = self._client.decoder.decode(frame[1:-2])
+        except Exception as err:  # pymodbus raises its own exception types for malformed PDUs
+            raise FrameError(BAD_FIELD, f"undecodable Modbus PDU: {err}") from None
         if pdu is None:
             raise FrameError(BAD_FIELD, "undecodable Modbus PDU")
         if frame[1] & 0x80:
