@@ -398,8 +398,8 @@
       if (!connected || document.hidden) return; // resumes on reconnect / when visible
       previewTimer = setTimeout(() => { img.src = "/api/preview.jpg?t=" + Date.now(); }, 1000 / cfg.preview_fps);
     };
-    img.onload = next;
-    img.onerror = next;
+    img.onload = () => { img.classList.remove("broken"); next(); };
+    img.onerror = () => { img.classList.add("broken"); next(); };
     next();
   }
 
