@@ -64,7 +64,9 @@ class BrokerSettings(StrictModel):
     # Per client, QoS 1 messages held while it is away: the server's session must hold
     # every event published while all server instances are down.
     max_queued_messages: int = Field(200_000, ge=1000)
-    max_inflight_messages: int = Field(100, ge=1, le=65535)
+    # Towards each client. The server acknowledges a message only after the database commit
+    # of its batch, so this bounds its batch size: too low and every batch is a small commit.
+    max_inflight_messages: int = Field(1000, ge=1, le=65535)
     # Trust and status lists can be large (a national DCC trust list is ~1 MB).
     max_packet_kb: int = Field(4096, ge=64)
     # Sessions of clients that went away for good (a replaced server instance).
@@ -547,6 +549,7 @@ def _cmd_broker(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or (DEFAULT_BROKER_DATA_DIR if args.install_dir else f"{install_dir}/data")
     options = {"tls_port": args.port, "cert_port": args.cert_port or None, "install_dir": install_dir,
                "data_dir": data_dir, "run_as": args.run_as, "max_queued_messages": args.max_queued,
+               "max_inflight_messages": args.max_inflight,
                "bind_address": args.bind}
     try:
         result = provision_broker(
@@ -625,6 +628,8 @@ def register(subparsers) -> None:
     b.add_argument("--data-dir", help=f"Mosquitto persistence directory (e.g. {DEFAULT_BROKER_DATA_DIR})")
     b.add_argument("--run-as", default="mosquitto", help="user Mosquitto drops to when started as root")
     b.add_argument("--max-queued", type=int, default=200_000, help="QoS 1 messages queued per absent client")
+    b.add_argument("--max-inflight", type=int, default=1000,
+                   help="unacknowledged QoS 1 messages towards a client (bounds the server's batches)")
     b.add_argument("--server-instances", type=int, default=1, help="server configs to write (shared subscription)")
     b.add_argument("--server-install-dir", default=DEFAULT_SERVER_INSTALL_DIR)
     b.add_argument("--gate-install-dir", default=DEFAULT_GATE_INSTALL_DIR,
