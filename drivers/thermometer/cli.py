@@ -125,6 +125,10 @@ def cmd_read(args: argparse.Namespace) -> int:
                 health = driver.health()
                 print(f"thermo read: no reading for {args.timeout:g}s: {health['state']} ({health['detail']})",
                       file=sys.stderr)
+                if health["rejected"]:
+                    print(f"  rejected frames by cause: {health['rejected']}", file=sys.stderr)
+                for item in driver.diagnostics()[-8:]:  # what the wire actually carried
+                    print(f"  {item['what']:>20} {item['data'][:96]}", file=sys.stderr)
                 return EXIT_NEGATIVE
             got += 1
             if args.json:

@@ -25,6 +25,7 @@ import termios
 import threading
 import time
 import tty
+import weakref
 
 from .device import DeviceModel, Scene
 from .registry import make_device
@@ -77,6 +78,8 @@ class ThermoSimulator:
         self._thread: threading.Thread | None = None
         self._own_dir = link_dir is None
         self._dir = link_dir or tempfile.mkdtemp(prefix="checkgate-thermo-")
+        if self._own_dir:  # removed even when the owner dies without calling stop()
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
         self.port = os.path.join(self._dir, f"usb-checkgate-sim-{protocol}-if00")
         self.pts: str | None = None
         self._master: int | None = None
@@ -100,7 +103,7 @@ class ThermoSimulator:
         with self._lock:
             self._pull_out()
         if self._own_dir:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self._cleanup()
 
     def __enter__(self) -> ThermoSimulator:
         return self.start()
