@@ -122,7 +122,7 @@ def test_read_at_the_wrong_baud_explains_what_it_saw():
 
     with ThermoSimulator("gy-mcu90614", seed=12) as sim:
         read = subprocess.run([sys.executable, "-m", "checkgate.cli", "thermo", "read", "--port", sim.port,
-                               "--protocol", "gy-mcu90614", "--baud", "115200", "--timeout", "1.5"],
+                               "--protocol", "gy-mcu90614", "--baud", "115200", "--timeout", "2.5"],
                               cwd=REPO, capture_output=True, text=True, timeout=30)
     assert read.returncode == 1
     assert "silent" in read.stderr and "garbage" in read.stderr  # noise seen, rejected, nothing invented
