@@ -335,3 +335,26 @@ def test_gate_rejects_a_replayed_list_while_its_current_list_is_empty(centre, ga
     publish_status(centre, gate_link, watcher, {"p_cccccc": "green"})  # cleared: the current list is empty
     outcome = attack(centre, gate_link, {"replayed older version": genuine_v1})
     assert outcome["replayed older version"].startswith("rejected"), outcome
+
+
+@pytest.mark.chaos
+def test_events_shared_to_a_stopped_instance_are_stored_once_when_it_returns(centre, postgres_url):
+    """Mosquitto keeps sharing events with a disconnected member of the group (its persistent
+    session queues them): nothing is lost, they arrive when systemd restarts the instance."""
+    stopped = centre.servers[0]
+    stopped.terminate()
+    stopped.wait(30)
+    publishers = [GatePublisher(centre, gate_id, 100, duplicate_share=0.0) for gate_id in GATES[:2]]
+    for p in publishers:
+        p.start()
+    for p in publishers:
+        p.join(60)
+        assert p.error is None, f"{p.gate_id}: {p.error!r}"
+    expected = len(set().union(*(p.sent_ids for p in publishers)))
+    # the running instance stores its share; the rest waits in the stopped instance's session
+    wait_until(lambda: centre.metric(2, "checkgate_ingest_events_stored_total") > 0, 30, message="instance 2")
+    assert stored_counts(postgres_url)[0] < expected
+    centre.servers[0] = start_server(centre, 1)  # what Restart=always does
+    wait_until(lambda: healthy(centre, 1), 60, message="instance 1 back")
+    wait_until(lambda: stored_counts(postgres_url)[0] >= expected, 60, interval=0.2, message="all events stored")
+    assert stored_counts(postgres_url) == (expected, expected)
