@@ -259,3 +259,35 @@ def test_warm_up_counts_from_the_first_reading_or_the_given_power_on():
     assert visit(m, 34.2, start=10.0, seconds=0.6).status == "warming_up"
     nobody(m, 11.0)
     assert visit(m, 34.2, start=31.0, seconds=0.6).status == "normal"
+
+
+def test_too_far_then_closer_gives_a_fresh_result_without_reset():
+    m = make(window_s=1.0)
+    results = [m.feed(Reading(31.0, AMBIENT), 100 + i / 10) for i in range(11)]  # too far
+    assert [r.status for r in results if r] == ["too_low"]
+    assert m.current(101.0).status == "too_low"
+    results = [m.feed(Reading(34.2, AMBIENT), 101.1 + i / 10) for i in range(12)]  # stepped closer
+    assert [r.status for r in results if r] == ["normal"]
+    assert m.current(102.2).status == "normal"
+
+
+def test_recheck_measures_again_while_the_person_stays_then_concludes():
+    m = make(window_s=1.0)
+    skins = [35.1] * 11 + [34.6] * 11 + [34.6] * 15  # first window recheck, then they cooled down
+    results = [m.feed(Reading(v, AMBIENT), 100 + i / 10) for i, v in enumerate(skins)]
+    assert [r.status for r in results if r] == ["recheck", "normal"]  # nothing after the final result
+
+
+def test_fever_is_final_for_the_visit():
+    m = make(window_s=0.5)
+    results = [m.feed(Reading(35.8, AMBIENT), 100 + i / 10) for i in range(40)]
+    assert [r.status for r in results if r] == ["fever"]
+
+
+def test_unstable_readings_are_not_sampled():
+    m = make(window_s=0.5, min_samples=3)
+    unstable = Reading(34.2, AMBIENT, flags=("unstable",))
+    assert all(m.feed(unstable, 100 + i / 10) is None for i in range(10))
+    assert m.presence(101.0)  # but someone is there
+    results = [m.feed(Reading(34.2, AMBIENT), 101 + i / 10) for i in range(6)]
+    assert [r.status for r in results if r] == ["normal"]

@@ -99,6 +99,10 @@ class MeasurementConfig(StrictModel):
         return self
 
 
+# statuses that end a visit's measuring; the others start another window while the person stays
+FINAL_STATUSES = frozenset({"normal", "fever"})
+
+
 class CalibrationError(ValueError):
     """A calibration that must not be applied (bad input or an implausibly large step)."""
 
@@ -152,11 +156,14 @@ class Measurer:
         self.calibration_offset_c = self.config.calibration_offset_c
         self._samples: list[_Sample] = []
         self._visit_start: float | None = None
+        self._window_start: float | None = None
+        self._concluded = False  # the visit has its final result (normal or fever)
         self._last_present: float | None = None
         self._last_reading: float | None = None
         self._current: TemperatureResult | None = None
         self._recent_bodies: collections.deque[float] = collections.deque(maxlen=self.config.drift_samples)
         self._baseline_c = self.config.drift_baseline_c
+        self._drift_warned = False  # log a drift warning once, not on every call
 
     # ---- presence ----
     def _is_present(self, r: Reading) -> bool:
@@ -173,7 +180,12 @@ class Measurer:
 
     # ---- feeding ----
     def feed(self, reading: Reading, now: float) -> TemperatureResult | None:
-        """Add one reading; returns a result when a visit's window has just completed."""
+        """Add one reading; returns a result when a measurement window has just completed.
+
+        `normal` and `fever` conclude the visit. After any other status (too_low, recheck,
+        invalid, warming_up) a new window starts at once, so a person who steps closer or is
+        asked to measure again gets a fresh result without anyone calling reset().
+        """
         if self.started_at is None:
             self.started_at = now
         self.sensor = self.sensor or reading.sensor or None
@@ -184,12 +196,18 @@ class Measurer:
             return None
         if self._visit_start is None or not self.presence(now):
             self._end_visit()
-            self._visit_start = now
+            self._visit_start = self._window_start = now
         self._last_present = now
+        if self._concluded or "unstable" in reading.flags:
+            return None
         self._samples.append(_Sample(now, reading.object_c, reading.ambient_c, reading.body_c))
-        if self._current is None and now - self._visit_start >= self.config.window_s \
-                and len(self._samples) >= self.config.min_samples:
+        if now - self._window_start >= self.config.window_s and len(self._samples) >= self.config.min_samples:
             self._current = self._conclude(now)
+            if self._current.status in FINAL_STATUSES:
+                self._concluded = True
+            else:  # measure again while they stay
+                self._samples.clear()
+                self._window_start = now
             return self._current
         return None
 
@@ -210,8 +228,9 @@ class Measurer:
 
     def _end_visit(self) -> None:
         self._samples.clear()
-        self._visit_start = None
+        self._visit_start = self._window_start = None
         self._current = None
+        self._concluded = False
 
     # ---- the window's conclusion ----
     def _conclude(self, now: float) -> TemperatureResult:
@@ -239,7 +258,7 @@ class Measurer:
         if warm_for < cfg.warmup_s:
             return TemperatureResult("warming_up", body_c=_r(body), detail=f"sensor warming up: "
                                      f"{cfg.warmup_s - warm_for:.0f} s left", **common)
-        if status in ("normal", "recheck"):
+        if status == "normal":
             self._track_drift(body)
         detail = {
             "too_low": "not measured properly: come closer and measure again",
@@ -311,9 +330,10 @@ class Measurer:
         recent = statistics.median(self._recent_bodies)
         shift = recent - self._baseline_c
         warning = abs(shift) > self.config.drift_band_c
-        if warning:
+        if warning and not self._drift_warned:
             logger.warning("healthy-population median moved %+.2f °C (%.2f -> %.2f): check the thermometer",
                            shift, self._baseline_c, recent)
+        self._drift_warned = warning
         return {"warning": warning, "baseline_c": round(self._baseline_c, 2), "recent_median_c": round(recent, 2),
                 "shift_c": round(shift, 2), "samples": samples}
 
