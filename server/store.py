@@ -405,7 +405,7 @@ class Store:
         if late is not None:
             q = q.where(ev.late.is_(late))
         if alert is not None:
-            q = q.where(ev.alert.is_(alert))
+            q = q.where(self._alert_clause() if alert else ev.alert.is_(False))
         if cursor:
             c_ts, c_id = decode_cursor(cursor)
             q = q.where(sa.tuple_(ev.ts, ev.id) < sa.tuple_(sa.literal(c_ts, sa.DateTime), sa.literal(c_id)))
@@ -419,8 +419,12 @@ class Store:
     def alerts_after(self, after_id: int, limit: int = 50) -> list:
         ev = m.events.c
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(m.events).where(ev.alert.is_(True), ev.id > after_id)
+            return conn.execute(sa.select(m.events).where(self._alert_clause(), ev.id > after_id)
                                 .order_by(ev.id).limit(limit)).all()
+
+    def _alert_clause(self):
+        # spelled exactly like the partial index's predicate, so both databases use it
+        return sa.text("events.alert") if self.dialect == "postgresql" else sa.text("events.alert = 1")
 
     def last_event_id(self) -> int:
         with self.engine.connect() as conn:
