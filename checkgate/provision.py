@@ -337,9 +337,11 @@ def render_install_sheet(registry: Registry, gate_id: str, doc: dict, install_di
         f"          {' '.join(files)} {inst}/",
         "3. Edit gate.yaml only for the local hardware (thermometer protocol, pins);",
         "   keep the mqtt and credentials sections as issued.",
-        "4. Check the config, then start the daemon and enable it at boot:",
+        "4. Check the config and the broker log-in, then start the daemon at boot:",
         "     sudo -u checkgate /opt/checkgate/.venv/bin/checkgate edge run \\",
         f"          --validate-config --config {inst}/gate.yaml",
+        "     sudo -u checkgate /opt/checkgate/.venv/bin/checkgate provision check \\",
+        f"          --config {inst}/gate.yaml",
         "     sudo systemctl enable --now checkgate-edge",
         "5. Confirm: `systemctl status checkgate-edge` says active (running), the local screen",
         "   shows the uplink as connected, and the dashboard lists this gate as online.",
@@ -600,6 +602,95 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def check_connection(config_path: pathlib.Path, timeout: float = 10.0) -> dict:
+    """Log in to the broker with a gate's or server's config, as the installer's last check.
+
+    Uses its own client id, so a running daemon with the same credentials is not kicked off.
+    Returns {"ok": bool, "step": ..., "detail": ...}; raises ProvisionError on a bad file.
+    """
+    import secrets
+    import ssl
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    try:
+        doc = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        m = doc["mqtt"]
+        host, port = m["host"], int(m["port"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as err:
+        raise ProvisionError(f"{config_path}: no usable mqtt section ({err})") from None
+    gate_id = doc.get("gate_id")
+    ca = m.get("ca_file") or m.get("tls_ca")
+    cert, key = m.get("cert_file") or m.get("tls_cert"), m.get("key_file") or m.get("tls_key")
+    target = f"{host}:{port}"
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"checkgate-check-{secrets.token_hex(4)}",
+                         protocol=mqtt.MQTTv5)
+    if m.get("tls"):
+        try:
+            client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED)
+        except (OSError, ssl.SSLError, ValueError) as err:
+            return {"ok": False, "step": "tls-files", "detail": f"cannot load the TLS files: {err}"}
+    if m.get("username"):
+        client.username_pw_set(m["username"], m.get("password"))
+    answered = threading.Event()
+    result: dict = {}
+    retained: list[str] = []
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        result["connack"] = str(reason_code)
+        result["refused"] = reason_code.is_failure
+        answered.set()
+
+    client.on_connect = on_connect
+    client.on_message = lambda c, u, msg: retained.append(msg.topic) if msg.retain else None
+    client.on_disconnect = lambda *a: answered.set()
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *a: subscribed.set()
+    try:
+        client.connect(host, port, keepalive=30)
+    except ssl.SSLCertVerificationError as err:
+        return {"ok": False, "step": "tls", "detail": f"{target}: the broker's certificate is not trusted "
+                f"({err.verify_message}); is ca.crt the one from this bundle, and is '{host}' one of the "
+                f"names it was provisioned for?"}
+    except (OSError, ssl.SSLError) as err:
+        return {"ok": False, "step": "network", "detail": f"{target}: cannot connect ({err})"}
+    client.loop_start()
+    try:
+        if not answered.wait(timeout) or "connack" not in result:
+            return {"ok": False, "step": "mqtt", "detail": f"{target}: no answer to the log-in (a plain-TCP "
+                    f"client on a TLS port, or a firewall?)"}
+        if result["refused"]:
+            who = m.get("username") or "the certificate's user"
+            return {"ok": False, "step": "login", "detail": f"{target} refused {who}: {result['connack']} "
+                    f"(wrong password, or the gate was not provisioned / the broker not reloaded)"}
+        if gate_id:
+            from checkgate import protocol
+
+            client.subscribe([(f"{protocol.PREFIX}/control/{gate_id}/#", 1), (f"{protocol.PREFIX}/control/all/#", 1)])
+            # retained documents follow the SUBACK at once; a second covers a slow uplink
+            if subscribed.wait(timeout):
+                subscribed.clear()
+                subscribed.wait(1.0)
+        return {"ok": True, "step": "done", "detail": f"logged in to {target} over "
+                f"{'TLS' if m.get('tls') else 'plain TCP'}", "retained_control_documents": sorted(set(retained))}
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    try:
+        result = check_connection(pathlib.Path(args.config), args.timeout)
+    except ProvisionError as err:
+        return _fail(err)
+    human = ("ok: " if result["ok"] else f"FAILED at {result['step']}: ") + result["detail"]
+    if result.get("retained_control_documents") is not None:
+        human += f"; control documents waiting: {', '.join(result['retained_control_documents']) or 'none yet'}"
+    _print(args, result, human)
+    return EXIT_OK if result["ok"] else EXIT_NEGATIVE
+
+
 def _fail(err: Exception) -> int:
     detail = describe_validation_error(err) if isinstance(err, ValidationError) else str(err)
     logger.error("provision: %s", detail)
@@ -653,6 +744,12 @@ def register(subparsers) -> None:
                                          "default: as given to `provision broker`, else /etc/checkgate)")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=_cmd_gate)
+
+    ck = sub.add_parser("check", help="log in to the broker with a gate.yaml or server-N.yaml (installer's check)")
+    ck.add_argument("--config", required=True)
+    ck.add_argument("--timeout", type=float, default=10.0)
+    ck.add_argument("--json", action="store_true")
+    ck.set_defaults(func=_cmd_check)
 
     ls = sub.add_parser("list", help="the gates provisioned in a directory")
     ls.add_argument("--out", required=True)

@@ -444,3 +444,35 @@ def test_raw_garbage_on_the_tls_port_does_not_hurt_the_broker(deployment):
     gate = deployment.gate_probe(GATE_A)
     assert not gate.connect().is_failure
     gate.close()
+
+
+# --- the installer's check -------------------------------------------------------------------
+
+
+def test_provision_check_confirms_a_working_bundle_and_names_what_is_wrong(deployment, server, tmp_path, capsys):
+    import yaml
+
+    server.publish(protocol.TRUST_TOPIC, b"trust-doc", retain=True)
+    gate_yaml = deployment.out / "gates" / GATE_A / "gate.yaml"
+    local = yaml.safe_load(gate_yaml.read_text())
+    local["mqtt"]["ca_file"] = str(deployment.ca)  # the bundle names /etc/checkgate/ca.crt
+    good = tmp_path / "gate.yaml"
+    good.write_text(yaml.safe_dump(local))
+    assert checkgate_main(["provision", "check", "--config", str(good), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and protocol.TRUST_TOPIC in report["retained_control_documents"]
+
+    cases = {
+        "login": lambda d: d["mqtt"].update(password="wrong"),
+        "tls": lambda d: d["mqtt"].update(host="127.0.0.2"),  # not a name in the broker certificate
+        "mqtt": lambda d: d["mqtt"].update(tls=False),  # plain MQTT on the TLS port
+    }
+    for step, change in cases.items():
+        doc = yaml.safe_load(good.read_text())
+        change(doc)
+        bad = tmp_path / f"bad-{step}.yaml"
+        bad.write_text(yaml.safe_dump(doc))
+        assert checkgate_main(["provision", "check", "--config", str(bad), "--json", "--timeout", "5"]) == 1
+        assert json.loads(capsys.readouterr().out)["step"] == step
+    (tmp_path / "broken.yaml").write_text("gate_id: [unclosed")
+    assert checkgate_main(["provision", "check", "--config", str(tmp_path / "broken.yaml")]) == 2
