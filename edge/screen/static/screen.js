@@ -8,6 +8,8 @@
   const ALARM_MS = 8000;
   const RESULT_HOLD_MS = 12000; // then the card greys out, so nobody reads it as the next person's
   const NEW_VISIT_PROMPTS = new Set(["scan_code", "come_closer"]);
+  // prompts that tell the visitor what to do next; the others only repeat the result on the card
+  const GUIDING_PROMPTS = new Set(["scan_code", "come_closer", "remeasure"]);
 
   let lang = cfg.lang;
   let strings = cfg.strings;
@@ -128,8 +130,10 @@
     }
     const reasons = (ev.reasons || []).filter((r) => r !== "ok");
     let reason = reasons.length ? reasons.map(reasonText).join(" · ") : reasonText("ok");
-    if (ev.type === "override") reason = t("card.override_by", { operator: ev.operator || "?" }) + " — " + reason;
+    const override = ev.type === "override";
+    if (override) reason = t("card.override_by", { operator: ev.operator || "?" }) + " — " + reason + (ev.note ? " (" + ev.note + ")" : "");
     $("reason").textContent = reason;
+    $("details").hidden = override; // an override has no measurement or code of its own
 
     const temp = ev.temperature;
     $("temp-value").textContent = temp ? celsius(temp.value_c) : t("card.no_temperature");
@@ -149,7 +153,8 @@
   }
 
   function renderPrompt() {
-    $("prompt").textContent = lastPrompt ? t("prompt." + lastPrompt.prompt) : "";
+    const guiding = lastPrompt && GUIDING_PROMPTS.has(lastPrompt.prompt);
+    $("prompt").textContent = guiding ? t("prompt." + lastPrompt.prompt) : "";
   }
 
   function setChip(id, state, text) {
@@ -366,6 +371,8 @@
         lastEvent = ev;
         lastEventAt = Date.now();
         stale = false;
+        lastPrompt = null;
+        renderPrompt();
         window.checkgateScreen.events += 1;
         if (ev.outcome !== "retry") remeasureUntil = 0;
         renderCard();
