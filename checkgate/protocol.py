@@ -93,6 +93,7 @@ class Credential(_Strict):
     status: str | None = None
     issuer: str | None = None
     pass_kind: str | None = None
+    household: str | None = None  # pseudonymous household id (quota rules)
 
 
 class Event(BaseModel):

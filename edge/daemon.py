@@ -194,6 +194,8 @@ class EdgeDaemon:
                     self.outbox.last_seq, self.outbox.pending_count)
 
     def stop(self) -> None:
+        if self.stop_event.is_set():
+            return  # already stopped
         sd_notify("STOPPING=1")
         self.stop_event.set()
         self.gate.fail_safe()

@@ -105,6 +105,8 @@ class Gate:
     def fail_safe(self) -> None:
         """Close the gate now (error path)."""
         with self._lock:
+            if self._stop.is_set():
+                return  # outputs already switched off and released
             self.relay.off()
             self._deadlines.pop("relay", None)
 
@@ -119,6 +121,8 @@ class Gate:
         return self._passage.wait(timeout)
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join(2)
         with self._lock:

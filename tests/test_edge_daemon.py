@@ -1,0 +1,225 @@
+"""The gate daemon end to end with simulated devices over real ptys, a real Mosquitto
+and the real server ingest into SQLite: decisions, the relay, faults, control messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pathlib
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from checkgate import protocol
+from edge.config import EdgeConfig
+from edge.daemon import EdgeDaemon
+from tests.conftest import wait_until
+
+NORMAL_SKIN = 34.6  # forehead skin of a healthy person at the gate's distance
+FEVER_SKIN = 36.9
+
+
+@pytest.fixture
+def issuer(tmp_path):
+    from edge.credentials import keys
+
+    priv, pub = keys.generate_keypair(tmp_path / "keys", kid="t1")
+    return {"key": keys.load_private_key(priv), "kid": "t1", "priv": priv, "pub": pub}
+
+
+def make_pass(issuer, subject, **kw):
+    from edge.credentials.passes import issue_pass
+
+    kw.setdefault("expires", dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
+    return issue_pass(issuer["key"], issuer["kid"], subject, kw.pop("kind", "resident"), **kw)
+
+
+def gate_config(tmp_path: pathlib.Path, port: int, issuer, **overrides) -> EdgeConfig:
+    data = {
+        "gate_id": "north-1",
+        "data_dir": str(tmp_path / "gate"),
+        "mqtt": {"port": port, "reconnect_max_s": 1.0},
+        "thermometer": {"protocol": "gy-mcu90614", "port": "sim", "measurement": {"warmup_s": 0}},
+        "camera": {"source": "sim", "fps": 15, "dedupe_window_s": 1.0},
+        "credentials": {"trust_keys": [str(issuer["pub"])]},
+        "policy": {"status_required_for": []},
+        "flow": {"window_s": 6.0},
+        "gate": {"open_s": 0.5, "signal_s": 0.2},
+        "screen": {"enabled": False},
+    }
+    for key, value in overrides.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) and key in data else value
+    return EdgeConfig.model_validate(data)
+
+
+@pytest.fixture
+def daemon_factory(tmp_path, mosquitto, issuer):
+    started = []
+
+    def make(**overrides):
+        d = EdgeDaemon(gate_config(tmp_path, mosquitto.port, issuer, **overrides), tmp_path)
+        d.start()
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        d.stop()
+
+
+def visit(daemon, code, skin, timeout=10.0) -> dict:
+    """One visitor: steps up (skin temperature), holds up a code; returns the final event."""
+    before = daemon.outbox.last_seq
+    daemon.visit_done.clear()
+    daemon.thermo_sim.set_person(skin)
+    daemon.camera.show_code(code)
+    wait_until(lambda: daemon.visit_done.is_set(), timeout, message="a final decision")
+    daemon.camera.show_nothing()
+    daemon.thermo_sim.set_person(None)
+    events = [e for e in daemon.recent_events() if e["seq"] > before and e["type"] == "screening"]
+    return events[-1]
+
+
+def test_normal_visitor_passes_and_event_reaches_server(daemon_factory, issuer, mosquitto, sqlite_url):
+    from server.store import stored_event_keys
+    from server.testing import running_ingest, server_config
+
+    with running_ingest(server_config(sqlite_url, mosquitto.port)):
+        d = daemon_factory()
+        opened = d.gate.open_count
+        ev = visit(d, make_pass(issuer, "p_alice"), NORMAL_SKIN)
+        assert ev["outcome"] == "pass", ev
+        assert d.gate.open_count == opened + 1
+        assert ev["credential"]["subject"] == "p_alice"
+        assert 35.5 < ev["temperature"]["value_c"] < 37.3
+        wait_until(lambda: ev["event_id"] in {k[0] for k in stored_event_keys(sqlite_url)}, 10,
+                   message="event stored by the server")
+
+
+def test_fever_is_denied_and_gate_stays_closed(daemon_factory, issuer):
+    d = daemon_factory()
+    ev = visit(d, make_pass(issuer, "p_bob"), FEVER_SKIN)
+    assert ev["outcome"] == "deny" and "fever" in ev["reasons"]
+    assert d.gate.open_count == 0 and not d.gate.is_open
+    assert "fever" in d.voice.said
+
+
+def test_forged_code_is_denied(daemon_factory, issuer, tmp_path):
+    from edge.credentials import keys
+
+    other_priv, _ = keys.generate_keypair(tmp_path / "forger", kid="t1")
+    forged = make_pass({"key": keys.load_private_key(other_priv), "kid": "t1"}, "p_mallory")
+    d = daemon_factory()
+    ev = visit(d, forged, NORMAL_SKIN)
+    assert ev["outcome"] == "deny" and d.gate.open_count == 0
+
+
+def test_silent_thermometer_never_opens_and_recovers(daemon_factory, issuer):
+    d = daemon_factory(thermometer={"silent_after_s": 1.0})
+    d.thermo_sim.set_silent(True)
+    wait_until(lambda: "thermometer_silent" in d.faults(), 10, message="silent sensor reported")
+    assert "thermometer_silent" in d.health()["faults"]
+    d.visit_done.clear()
+    d.camera.show_code(make_pass(issuer, "p_carol"))
+    wait_until(lambda: d.visit_done.is_set(), 15, message="a decision without temperature")
+    d.camera.show_nothing()
+    last = [e for e in d.recent_events() if e["type"] == "screening"][-1]
+    assert last["outcome"] in ("manual", "deny", "retry") and d.gate.open_count == 0
+    d.thermo_sim.set_silent(False)
+    wait_until(lambda: "thermometer_silent" not in d.faults(), 10, message="fault clears by itself")
+    ev = visit(d, make_pass(issuer, "p_dave"), NORMAL_SKIN)
+    assert ev["outcome"] == "pass"
+
+
+def test_stalled_camera_is_reported_and_recovers(daemon_factory):
+    d = daemon_factory(camera={"stalled_after_s": 1.0})
+    d.camera.set_stalled(True)
+    wait_until(lambda: "camera_stalled" in d.faults(), 10, message="stalled camera reported")
+    d.camera.set_stalled(False)
+    wait_until(lambda: "camera_stalled" not in d.faults(), 10, message="camera fault clears")
+
+
+def test_seq_continues_after_restart(daemon_factory, issuer, tmp_path, mosquitto):
+    d = daemon_factory()
+    first = visit(d, make_pass(issuer, "p_erin"), NORMAL_SKIN)
+    d.stop()
+    d2 = daemon_factory()
+    second = visit(d2, make_pass(issuer, "p_frank"), NORMAL_SKIN)
+    assert second["seq"] == first["seq"] + 1
+
+
+def test_broker_absent_at_start_events_delivered_later(tmp_path, issuer, mosquitto):
+    mosquitto.stop()
+    d = EdgeDaemon(gate_config(tmp_path, mosquitto.port, issuer), tmp_path)
+    d.start()
+    try:
+        ev = visit(d, make_pass(issuer, "p_gina"), NORMAL_SKIN)
+        assert ev["outcome"] == "pass"  # the gate decides offline
+        assert d.outbox.pending_count >= 1
+        mosquitto.start()
+        wait_until(lambda: d.outbox.pending_count == 0, 20, message="queue drained after the broker came up")
+    finally:
+        d.stop()
+
+
+def test_retained_messages_cannot_open_the_gate(daemon_factory, issuer, mosquitto):
+    """Retained junk, an 'open' command and a forged policy on the control topics change nothing."""
+    from edge.credentials import keys
+    from edge.credentials.signed import sign_document
+
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    forger_priv, _ = keys.generate_keypair(mosquitto.workdir / "forger", kid="t1")
+    forged_policy = sign_document("config", 99, {"policy": {"require": [["code"]]}},
+                                  keys.load_private_key(forger_priv), "t1")
+    for topic, payload in ((protocol.config_topic("north-1"), json.dumps({"open": True}).encode()),
+                           (protocol.config_topic("north-1"), forged_policy),
+                           ("checkgate/v1/control/north-1/open", b"1"),
+                           (protocol.STATUS_TOPIC, b"{}")):
+        pub.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    d = daemon_factory()
+    # one retained message per topic survives (the forged policy replaced the junk); the
+    # "open" topic is not even subscribed
+    wait_until(lambda: len(d.control_log) >= 2, 10, message="retained control messages handled")
+    assert all(entry["result"].startswith("rejected") for entry in d.control_log), list(d.control_log)
+    assert d.gate.open_count == 0 and not d.gate.is_open
+    assert d.policy.require == [["code", "temperature"]]
+    pub.loop_stop()
+    pub.disconnect()
+
+
+def test_signed_policy_from_centre_is_applied(daemon_factory, issuer, mosquitto):
+    from edge.credentials.signed import sign_document
+
+    d = daemon_factory()
+    assert d.uplink.wait_connected(10)
+    doc = sign_document("config", 2, {"policy": {"require": [["code", "temperature"]], "anti_passback_s": 60,
+                                                 "status_required_for": []}}, issuer["key"], "t1")
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    pub.publish(protocol.config_topic("north-1"), doc, qos=1, retain=True).wait_for_publish(5)
+    wait_until(lambda: d.policy.anti_passback_s == 60, 10, message="policy v2 applied")
+    # replaying the same (now older-or-equal) document is refused
+    pub.publish(protocol.config_topic("north-1"), doc, qos=1, retain=False).wait_for_publish(5)
+    wait_until(lambda: any(e["result"].startswith("rejected") for e in d.control_log), 10,
+               message="replayed document rejected")
+    pub.loop_stop()
+    pub.disconnect()
+    code = make_pass(issuer, "p_henry")
+    assert visit(d, code, NORMAL_SKIN)["outcome"] == "pass"
+    again = visit(d, code, NORMAL_SKIN)
+    assert again["outcome"] == "deny" and any("passback" in r for r in again["reasons"])
+
+
+def test_bad_config_names_the_key(tmp_path):
+    from checkgate.cli import main
+
+    cfg = tmp_path / "gate.yaml"
+    cfg.write_text("gate_id: north-1\nthermometer:\n  protocl: gy-mcu90614\n")
+    assert main(["edge", "run", "--config", str(cfg), "--validate-config"]) == 2
+    cfg.write_text("gate_id: north-1\npolicy:\n  requre: [[code]]\n")
+    assert main(["edge", "run", "--config", str(cfg), "--validate-config"]) == 2
+    cfg.write_text("gate_id: north-1\n")
+    assert main(["edge", "run", "--config", str(cfg), "--validate-config"]) == 0
