@@ -358,3 +358,87 @@ def test_events_shared_to_a_stopped_instance_are_stored_once_when_it_returns(cen
     wait_until(lambda: healthy(centre, 1), 60, message="instance 1 back")
     wait_until(lambda: stored_counts(postgres_url)[0] >= expected, 60, interval=0.2, message="all events stored")
     assert stored_counts(postgres_url) == (expected, expected)
+
+
+# --- the whole journey with the real gate daemon ----------------------------------------------
+
+NORMAL_SKIN = 34.6  # forehead skin of a healthy person at the gate's distance (see test_edge_daemon)
+
+
+def sim_gate_config(centre: Centre, gate_id: str, tmp_path: pathlib.Path):
+    """The provisioned gate.yaml with simulated devices in place of /dev/checkgate-*, GPIO and sound."""
+    from checkgate.config import parse_config
+    from edge.config import EdgeConfig
+
+    data = yaml.safe_load((centre.out / "gates" / gate_id / "gate.yaml").read_text())
+    data.update({
+        "data_dir": str(tmp_path / f"gate-{gate_id}"),
+        "thermometer": {"protocol": "gy-mcu90614", "port": "sim", "measurement": {"warmup_s": 0}},
+        "camera": {"source": "sim", "fps": 15, "dedupe_window_s": 1.0},
+        "gate": {"pin_factory": "mock", "open_s": 0.3, "signal_s": 0.1},
+        "audio": {"backend": "none"},
+        "screen": {"enabled": False},
+        "flow": {"window_s": 6.0},
+    })
+    data["mqtt"]["reconnect_max_s"] = 1.0
+    return parse_config(EdgeConfig, data, "gate.yaml")
+
+
+def visit(daemon, code: str, skin: float, timeout: float = 15.0) -> dict:
+    """One visitor steps up and holds up a code; returns the final screening event."""
+    before = daemon.outbox.last_seq
+    daemon.visit_done.clear()
+    daemon.thermo_sim.set_person(skin)
+    daemon.camera.show_code(code)
+    wait_until(daemon.visit_done.is_set, timeout, message="a final decision")
+    daemon.camera.show_nothing()
+    daemon.thermo_sim.set_person(None)
+    return [e for e in daemon.recent_events() if e["seq"] > before and e["type"] == "screening"][-1]
+
+
+def stored_event(postgres_url: str, event_id: str) -> dict | None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT gate_id, outcome FROM events WHERE event_id = :e"),
+                               {"e": event_id}).one_or_none()
+    finally:
+        engine.dispose()
+    return None if row is None else {"gate_id": row.gate_id, "outcome": row.outcome}
+
+
+def test_pass_issued_by_the_server_opens_the_gate_until_revoked_over_tls(centre, postgres_url, tmp_path):
+    """Server key -> pass; signed status list -> gate over TLS; gate decides offline; event
+    stored by the server instances; revocation reaches the gate the same way."""
+    from edge.daemon import EdgeDaemon
+
+    gate_id = GATES[1]
+    api = centre.api()
+    issued = api.post("/api/v1/passes", json={"kind": "resident"})
+    assert issued.status_code == 201, issued.text
+    card = issued.json()
+    assert api.post("/api/v1/status/publish").status_code == 200
+
+    daemon = EdgeDaemon(sim_gate_config(centre, gate_id, tmp_path), tmp_path)
+    daemon.start()
+    try:
+        wait_until(lambda: daemon.uplink.connected, 30, message="the gate's uplink over TLS")
+        wait_until(lambda: daemon.credentials.status is not None, 30, message="the signed status list")
+        event = visit(daemon, card["payload"], NORMAL_SKIN)
+        assert event["outcome"] == "pass", event
+        assert event["credential"]["subject"] == card["subject"]  # pseudonymous id, no name
+        wait_until(lambda: stored_event(postgres_url, event["event_id"]), 30, message="the event stored")
+        assert stored_event(postgres_url, event["event_id"]) == {"gate_id": gate_id, "outcome": "pass"}
+
+        version = daemon.credentials.status.version
+        assert api.post(f"/api/v1/passes/{card['pass_id']}/revoke", json={"reason": "lost card"}).status_code == 200
+        assert api.post("/api/v1/status/publish").status_code == 200
+        wait_until(lambda: daemon.credentials.status.version > version, 30, message="the revocation at the gate")
+        denied = visit(daemon, card["payload"], NORMAL_SKIN)
+        assert denied["outcome"] == "deny" and "revoked" in denied["reasons"], denied
+        wait_until(lambda: stored_event(postgres_url, denied["event_id"]), 30, message="the denial stored")
+        wait_until(lambda: daemon.outbox.pending_count == 0, 30, message="the outbox drained")
+    finally:
+        daemon.stop()
