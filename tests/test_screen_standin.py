@@ -272,3 +272,18 @@ def test_state_counts_today_and_the_stream_starts_with_a_snapshot(daemon):
             assert next(lines).startswith("retry:")
             data = next(line for line in lines if line.startswith("data:"))
             assert json.loads(data[5:])["type"] == "snapshot"
+
+
+def test_volunteers_pushed_by_the_centre_can_sign_in_and_removed_ones_cannot(daemon):
+    import types
+
+    with client_for(daemon) as client:
+        assert client.get("/api/operators").json() == {"operators": ["v01", "v02"]}
+        assert sign_in(client, operator="v09", pin="8642").status_code == 401
+        # the daemon has verified and applied a signed config document from the centre
+        daemon.credentials = types.SimpleNamespace(config_doc=types.SimpleNamespace(
+            body={"volunteers": {"v09": pin_hash("8642"), "v01": None, "bad": "plaintext-pin"}}))
+        assert client.get("/api/operators").json() == {"operators": ["v02", "v09"]}
+        assert sign_in(client, operator="v09", pin="8642").status_code == 200
+        assert sign_in(client, operator="v01").status_code == 401
+        assert sign_in(client, operator="bad", pin="plaintext-pin").status_code == 401

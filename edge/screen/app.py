@@ -64,6 +64,27 @@ def _sse(message: dict) -> str:
     return f"data: {json.dumps(message, default=str, ensure_ascii=False)}\n\n"
 
 
+def current_volunteers(daemon) -> dict[str, str]:
+    """Volunteers configured on the gate, updated by the centre's signed config document.
+
+    The document's body may carry `volunteers: {operator id: argon2 hash, or null to remove}`;
+    it is applied only after the daemon has verified its signature.
+    """
+    volunteers = dict(daemon.config.screen.volunteers)
+    doc = getattr(getattr(daemon, "credentials", None), "config_doc", None)
+    pushed = getattr(doc, "body", None)
+    pushed = pushed.get("volunteers") if isinstance(pushed, dict) else None
+    if isinstance(pushed, dict):
+        for operator, pin_hash in pushed.items():
+            if not isinstance(operator, str) or not 0 < len(operator) <= 64:
+                continue
+            if pin_hash is None:
+                volunteers.pop(operator, None)
+            elif isinstance(pin_hash, str) and pin_hash.startswith("$argon2"):
+                volunteers[operator] = pin_hash
+    return volunteers
+
+
 def create_app(daemon, *, should_exit=lambda: False):
     """The screen app for one daemon. `should_exit` ends the live streams at shutdown."""
     from fastapi import FastAPI, Request
@@ -79,7 +100,7 @@ def create_app(daemon, *, should_exit=lambda: False):
 
     cfg = daemon.config.screen
     data_dir = pathlib.Path(getattr(daemon, "data_dir", "."))
-    auth = VolunteerAuth(cfg.volunteers, load_or_create_key(data_dir / "screen-session.key"),
+    auth = VolunteerAuth(lambda: current_volunteers(daemon), load_or_create_key(data_dir / "screen-session.key"),
                          max_attempts=cfg.pin_max_attempts, lockout_s=cfg.pin_lockout_s,
                          shift_s=cfg.shift_hours * 3600)
     hub = ScreenHub(daemon)
@@ -165,6 +186,10 @@ def create_app(daemon, *, should_exit=lambda: False):
         if lang not in LANGUAGES:
             return JSONResponse({"error": "unknown_language", "languages": list(LANGUAGES)}, status_code=404)
         return catalogue(lang)
+
+    @app.get("/api/operators")
+    def operators():
+        return {"operators": auth.operators()}
 
     @app.get("/api/state")
     def state(request: Request):

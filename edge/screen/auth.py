@@ -19,6 +19,7 @@ import pathlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,13 @@ def load_or_create_key(path: pathlib.Path) -> bytes:
 
 
 class VolunteerAuth:
-    def __init__(self, volunteers: dict[str, str], key: bytes, *, max_attempts: int = 5,
+    def __init__(self, volunteers: dict[str, str] | Callable[[], dict[str, str]], key: bytes, *, max_attempts: int = 5,
                  lockout_s: float = 300.0, shift_s: float = 4.5 * 3600, clock=time.time):
         from argon2 import PasswordHasher
 
         self._hasher = PasswordHasher()
-        self.volunteers = dict(volunteers)
+        # a callable is asked each time: the list can change while the gate runs (pushed by the centre)
+        self._volunteers = volunteers if callable(volunteers) else (lambda: dict(volunteers))
         self._key = key
         self.max_attempts = max_attempts
         self.lockout_s = lockout_s
@@ -75,6 +77,10 @@ class VolunteerAuth:
         self._signed_out: dict[str, float] = {}  # operator -> tokens issued before this are void
         # verifying against a real hash for unknown ids keeps their timing like known ones
         self._decoy = self._hasher.hash(secrets.token_hex(8))
+
+    @property
+    def volunteers(self) -> dict[str, str]:
+        return self._volunteers()
 
     def operators(self) -> list[str]:
         return sorted(self.volunteers)

@@ -446,8 +446,12 @@
 
   let afterSignIn = null;
 
-  function openSignIn(then) {
+  async function openSignIn(then) {
     afterSignIn = then || null;
+    try { // the centre may have pushed a new volunteer list since the page loaded
+      const res = await fetch("/api/operators");
+      if (res.ok) cfg.operators = (await res.json()).operators;
+    } catch (err) { /* use the list the page came with */ }
     const ops = cfg.operators || [];
     choiceButtons($("signin-operators"), ops, (v) => v, "operator");
     if (ops.length === 1) $("signin-operators").firstElementChild.click();
