@@ -291,3 +291,27 @@ def test_unstable_readings_are_not_sampled():
     assert m.presence(101.0)  # but someone is there
     results = [m.feed(Reading(34.2, AMBIENT), 101 + i / 10) for i in range(6)]
     assert [r.status for r in results if r] == ["normal"]
+
+
+def test_feeding_and_asking_from_two_threads():
+    import threading
+
+    m = make(window_s=0.2, drift_samples=3, presence_leave_s=0.05, max_calibration_step_c=1.5)
+    errors = []
+
+    def feeder():
+        try:
+            for i in range(4000):
+                skin = 34.0 if (i // 5) % 2 == 0 else AMBIENT  # short visits with gaps
+                m.feed(Reading(skin, AMBIENT), i * 0.05)
+        except Exception as err:  # pragma: no cover - the failure is reported below
+            errors.append(err)
+
+    thread = threading.Thread(target=feeder)
+    thread.start()
+    while thread.is_alive():
+        m.drift()
+        m.current(1.0)
+        m.calibrate(36.5, 36.5, "vol-1")
+    thread.join()
+    assert errors == []

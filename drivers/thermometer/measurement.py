@@ -14,9 +14,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import math
 import statistics
+import threading
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -137,6 +139,18 @@ def classify(body_c: float, cfg: MeasurementConfig) -> str:
     return "normal"
 
 
+def _locked(method):
+    """The daemon feeds readings from its thermometer thread while the screen or API may
+    calibrate or ask for drift from another: one lock per Measurer keeps them consistent."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 @dataclasses.dataclass
 class _Sample:
     t: float
@@ -154,6 +168,7 @@ class Measurer:
         self.started_at = started_at  # None: the first reading marks power-on
         self.sensor = sensor
         self.calibration_offset_c = self.config.calibration_offset_c
+        self._lock = threading.RLock()
         self._samples: list[_Sample] = []
         self._visit_start: float | None = None
         self._window_start: float | None = None
@@ -174,11 +189,13 @@ class Measurer:
             return r.object_c >= cfg.presence_min_object_c
         return r.object_c - r.ambient_c >= cfg.presence_rise_c
 
+    @_locked
     def presence(self, now: float) -> bool:
         """Someone is in front of the sensor (seen within presence_leave_s)."""
         return self._last_present is not None and now - self._last_present <= self.config.presence_leave_s
 
     # ---- feeding ----
+    @_locked
     def feed(self, reading: Reading, now: float) -> TemperatureResult | None:
         """Add one reading; returns a result when a measurement window has just completed.
 
@@ -211,6 +228,7 @@ class Measurer:
             return self._current
         return None
 
+    @_locked
     def current(self, now: float) -> TemperatureResult | None:
         """The last completed window's result while the person is still there; `silent` on sensor silence."""
         last = self._last_reading if self._last_reading is not None else self.started_at
@@ -221,6 +239,7 @@ class Measurer:
             self._end_visit()
         return self._current
 
+    @_locked
     def reset(self) -> None:
         """Forget the current visit (the next reading starts a new window)."""
         self._end_visit()
@@ -273,6 +292,7 @@ class Measurer:
         return result
 
     # ---- calibration ----
+    @_locked
     def calibrate(self, reference_c: float, measured_c: float, operator: str, *,
                   note: str = "", at: dt.datetime | None = None) -> dict:
         """Apply reference − measured to the calibration offset; returns the audit record.
@@ -317,6 +337,7 @@ class Measurer:
             logger.info("healthy-population baseline %.2f °C from %d visits", self._baseline_c,
                         len(self._recent_bodies))
 
+    @_locked
     def drift(self) -> dict:
         """How the median body value of recent normal visits compares with the baseline.
 
