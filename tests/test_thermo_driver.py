@@ -223,3 +223,17 @@ def test_simulator_scenarios(scenario):
             wait_until(check, 8, message=f"scenario {scenario}")
         finally:
             drv.stop()
+
+
+def test_diagnostics_ring_buffer_is_bounded_and_shows_the_wire(gy_sim):
+    drv = open_thermometer(gy_sim.port, "gy-mcu90614", raw_history=6)
+    drv.start()
+    try:
+        wait_until(lambda: drv.health()["readings"] >= 8, 5, message="readings")
+        items = drv.diagnostics()
+        assert len(items) == 6
+        assert all(item["what"] in ("rx", "tx") or item["what"].startswith("rejected:") for item in items)
+        assert any(item["data"].startswith("5a5a45") for item in items if item["what"] == "rx")
+    finally:
+        drv.stop()
+    assert drv.health()["detail"] == "stopped"
