@@ -114,6 +114,9 @@ class Policy(StrictModel):
     fault_outcomes: dict[str, Literal["manual", "deny", "ignore"]] = {}
     default_fault_outcome: Literal["manual", "deny"] = "manual"
     missing_credential_outcome: NonPassOutcome = "retry"
+    # A board without a battery-backed clock boots in the past; expiry checks would then
+    # let expired passes through, so a clock before this date is a fault, not a time.
+    clock_floor: dt.date = dt.date(2025, 1, 1)
 
     @field_validator("require")
     @classmethod
@@ -278,6 +281,8 @@ def decide(inputs: DecisionInputs, policy: Policy, now: dt.datetime) -> Decision
     """The outcome and every reason for it; pure (no I/O, no clock, no state)."""
     now = _aware(now)
     found = _Findings()
+    if now.date() < policy.clock_floor:
+        found.add("manual", "clock_unset")
     for fault in sorted(inputs.faults):
         found.add(policy.fault_outcomes.get(fault, policy.default_fault_outcome), fault)
     # A fever denies whatever else is shown, even where temperature is not a required clause.

@@ -274,3 +274,10 @@ def test_property_no_fault_no_fever_no_invalid_code_ever_passes(creds, temp, fau
         assert decision.reasons == ()
     else:
         assert decision.reasons and all(reasons.is_known(r) for r in decision.reasons if r != "uplink_down")
+
+
+def test_an_unset_clock_is_a_fault_not_a_time(issuer, verifier):
+    boot_time = dt.datetime(1970, 1, 1, 0, 5, tzinfo=dt.UTC)
+    cred = verifier.verify(issue(issuer), now=NOW)
+    decision = decide(DecisionInputs(credentials=(cred,), temperature=NORMAL, zone="north"), Policy(), boot_time)
+    assert (decision.outcome, decision.reasons) == ("manual", ("clock_unset",))
