@@ -305,3 +305,25 @@ def test_an_old_result_is_greyed_out_so_nobody_takes_it_for_the_next_person(scre
     page.page.wait_for_selector('#card[data-stale="false"][data-outcome="pass"]', timeout=3000)
     assert page.page.is_hidden("#previous")
     assert page.errors == []
+
+
+def test_decision_to_screen_latency_figures(screen, open_page):
+    """20 decisions one after the other: each is on the page well within 1 s (figures saved)."""
+    import json
+    import statistics
+
+    page = open_page(screen.url, lang="en")
+    latencies = []
+    for i in range(20):
+        before = page.page.evaluate("window.checkgateScreen.events")
+        sent = time.time()
+        screen.daemon.emit("pass" if i % 2 else "deny", [] if i % 2 else ["status_red"])
+        wait_until(lambda before=before: page.page.evaluate("window.checkgateScreen.events") > before, 2,
+                   interval=0.005, message="the decision on the page")
+        latencies.append(page.page.evaluate("window.checkgateScreen.renderedAt") / 1000 - sent)
+    figures = {"n": len(latencies), "p50_ms": round(statistics.median(latencies) * 1000, 1),
+               "max_ms": round(max(latencies) * 1000, 1)}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "screen-latency.json").write_text(json.dumps(figures))
+    assert max(latencies) < 1.0, figures
+    assert page.errors == []

@@ -287,3 +287,14 @@ def test_volunteers_pushed_by_the_centre_can_sign_in_and_removed_ones_cannot(dae
         assert sign_in(client, operator="v09", pin="8642").status_code == 200
         assert sign_in(client, operator="v01").status_code == 401
         assert sign_in(client, operator="bad", pin="plaintext-pin").status_code == 401
+
+
+def test_session_cookie_is_http_only_and_same_site_and_pins_are_never_echoed(daemon, caplog):
+    with client_for(daemon) as client:
+        res = sign_in(client)
+        cookie = res.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert PIN not in res.text
+        sign_in(client, pin="97531")
+        assert all("97531" not in r.getMessage() and PIN not in r.getMessage() for r in caplog.records)
+        assert "frame-ancestors 'none'" in client.get("/").headers["content-security-policy"]

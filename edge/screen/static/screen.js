@@ -376,6 +376,7 @@
         window.checkgateScreen.events += 1;
         if (ev.outcome !== "retry") remeasureUntil = 0;
         renderCard();
+        window.checkgateScreen.renderedAt = Date.now();
         if (msg.alarm) alarm(msg.alarm);
       }
       renderCounters();
