@@ -238,3 +238,20 @@ def test_diagnostics_ring_buffer_is_bounded_and_shows_the_wire(gy_sim):
     finally:
         drv.stop()
     assert drv.health()["detail"] == "stopped"
+
+
+def test_silent_module_on_a_fixed_uart_is_found_again_at_its_other_rate():
+    """No unplug on a GPIO UART: the module comes back from a power cycle at 115200."""
+    with ThermoSimulator("gy-mcu90614", seed=13) as sim:
+        sim.set_person(34.8)
+        drv = open_thermometer(sim.port, "gy-mcu90614", silent_timeout_s=0.4, reprobe_after_s=0.8)
+        drv.start()
+        try:
+            wait_until(lambda: drv.health()["state"] == "ok" and drv.health()["baud"] == 9600, 5)
+            sim.device.baud = 115200  # its stored rate after a power cycle; the port stays
+            wait_until(lambda: drv.health()["state"] == "silent", 3, message="silent at the old rate")
+            wait_until(lambda: drv.health()["state"] == "ok" and drv.health()["baud"] == 115200, 8,
+                       message="found again at 115200")
+            assert drv.health()["reconnects"] == 0
+        finally:
+            drv.stop()

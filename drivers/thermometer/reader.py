@@ -39,6 +39,7 @@ class ThermometerDriver:
         reconnect_min_s: float = 0.1,
         reconnect_max_s: float = 2.0,
         probe_window_s: float | None = None,
+        reprobe_after_s: float = 10.0,
         emissivity: float | None = None,
         rate_hz: float | None = None,
         raw_history: int = 50,
@@ -54,6 +55,7 @@ class ThermometerDriver:
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
         self.probe_window_s = probe_window_s
+        self.reprobe_after_s = reprobe_after_s
         self.emissivity = emissivity
         self.rate_hz = rate_hz
         self._queue: queue.Queue[Reading] = queue.Queue(maxsize=queue_size)
@@ -179,10 +181,11 @@ class ThermometerDriver:
     def _session(self, ser) -> None:
         self.codec.reset()
         ser.reset_input_buffer()  # bytes queued before we opened the port are stale readings
-        if self._fixed_baud is None and self.codec.probe_bauds:
+        if self._may_probe():
             self._probe(ser)
         now = time.monotonic()
         self._last_valid = now
+        last_probe = now
         self._set_state(STARTING, f"opened at {self.baud} baud")
         self._send(ser, self._setup_commands())
         last_resend = now
@@ -208,6 +211,15 @@ class ThermometerDriver:
                 if now - last_resend >= self.resend_interval_s:
                     self._send(ser, self._setup_commands())
                     last_resend = now
+                if self._may_probe() and now - max(self._last_valid, last_probe) > self.reprobe_after_s:
+                    # a module on a fixed UART (no unplug) may come back from a power cycle at
+                    # its other rate: look for it again rather than stay silent for ever
+                    self._probe(ser)
+                    last_probe = time.monotonic()
+                    awaiting = None
+
+    def _may_probe(self) -> bool:
+        return self._fixed_baud is None and bool(self.codec.probe_bauds)
 
     def _handle(self, results: list[Result], now: float) -> bool:
         got_frame = False
@@ -246,8 +258,10 @@ class ThermometerDriver:
                     pass
 
     def _probe(self, ser) -> None:
-        """Try the default then the alternate rates; accept one after two good frames in a row."""
-        for baud in (self.codec.default_baud, *self.codec.probe_bauds):
+        """Try the current rate, then the others; accept one after two good frames in a row."""
+        previous = self.baud
+        candidates = [previous] + [b for b in (self.codec.default_baud, *self.codec.probe_bauds) if b != previous]
+        for baud in candidates:
             if self._stop.is_set():
                 return
             self.stats["probes"] += 1
@@ -272,13 +286,13 @@ class ThermometerDriver:
                     logger.info("thermometer %s on %s: %d baud confirmed", self.protocol, self.port, baud)
                     return
             logger.info("thermometer %s on %s: nothing valid at %d baud", self.protocol, self.port, baud)
-        ser.baudrate = self.baud = self.codec.default_baud  # stay on the default; "silent" follows
+        ser.baudrate = self.baud = previous  # nothing answered: keep the last rate; "silent" follows
         self.codec.reset()
 
 
 DRIVER_OPTIONS = {
     "silent_timeout_s", "resend_interval_s", "reply_timeout_s", "queue_size", "reconnect_min_s",
-    "reconnect_max_s", "probe_window_s", "emissivity", "rate_hz", "raw_history",
+    "reconnect_max_s", "probe_window_s", "reprobe_after_s", "emissivity", "rate_hz", "raw_history",
 }
 
 
