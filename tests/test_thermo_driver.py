@@ -255,3 +255,14 @@ def test_silent_module_on_a_fixed_uart_is_found_again_at_its_other_rate():
             assert drv.health()["reconnects"] == 0
         finally:
             drv.stop()
+
+
+@pytest.mark.parametrize("protocol, opts", [
+    ("gy-mcu90614", {"rate_hz": 4}),          # P1 has no rate command
+    ("gy-mcu90640", {"rate_hz": 3}),          # not one of 0.5/1/2/4/8 Hz
+    ("gy-mcu90640", {"emissivity": 1.5}),
+    ("ascii", {"emissivity": 0.98}),
+])
+def test_impossible_device_settings_fail_at_configuration(protocol, opts):
+    with pytest.raises(ValueError):
+        open_thermometer("/dev/null", protocol, **opts)

@@ -58,6 +58,12 @@ class ThermometerDriver:
         self.reprobe_after_s = reprobe_after_s
         self.emissivity = emissivity
         self.rate_hz = rate_hz
+        # bad settings are a configuration error now, not a failure inside the thread later
+        if emissivity is not None and codec.emissivity_command(emissivity) is None:
+            raise ValueError(f"{codec.name} has no emissivity command")
+        if rate_hz is not None and codec.rate_command(rate_hz) is None:
+            raise ValueError(f"{codec.name} has no update-rate command")
+        codec.reset()
         self._queue: queue.Queue[Reading] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
