@@ -157,3 +157,43 @@ def test_modbus_frames_with_a_valid_crc_but_random_content(protocol, function, b
     frame = head + FramerRTU.compute_CRC(head).to_bytes(2, "big")
     results, codec = run(protocol, [frame])
     assert_physical(codec, results)
+
+
+# ---- the measurement model ----
+readings = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.floats(-20, 60, allow_nan=False)),  # object
+        st.one_of(st.none(), st.floats(-10, 45, allow_nan=False)),  # ambient
+        st.one_of(st.none(), st.floats(20, 45, allow_nan=False)),   # device body
+        st.floats(0.01, 0.5),                                       # time step
+    ),
+    max_size=80,
+)
+
+
+@SETTINGS
+@given(seq=readings, site=st.sampled_from(["forehead", "wrist", "inner_canthus", "device"]))
+def test_every_status_agrees_with_its_body_value(seq, site):
+    from drivers.thermometer import Reading
+    from drivers.thermometer.measurement import MeasurementConfig, Measurer
+
+    cfg = MeasurementConfig(site=site, warmup_s=0, window_s=0.5)
+    m = Measurer(cfg)
+    t = 0.0
+    for obj, amb, body, dt_s in seq:
+        t += dt_s
+        result = m.feed(Reading(obj, amb, body), t)
+        if result is None:
+            continue
+        b = result.body_c
+        if result.status == "normal":
+            assert cfg.valid_min_c <= b < cfg.fever_threshold_c - cfg.recheck_band_c
+        elif result.status == "recheck":
+            assert cfg.fever_threshold_c - cfg.recheck_band_c <= b < cfg.fever_threshold_c
+        elif result.status == "fever":
+            assert cfg.fever_threshold_c <= b <= cfg.valid_max_c
+        elif result.status == "too_low":
+            assert b < cfg.valid_min_c
+        else:
+            assert result.status == "invalid"
+        assert result.samples >= cfg.min_samples
