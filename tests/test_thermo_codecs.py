@@ -412,3 +412,10 @@ def test_p7_late_reply_after_timeout_is_not_taken_for_a_target():
     codec.poll_commands()
     results = codec.feed(optris.temperature_raw(36.0) + optris.temperature_raw(28.0))
     assert [(r.object_c, r.ambient_c) for r in results] == [(36.0, 28.0)]
+
+
+def test_p8_any_sensor_address_255():
+    codec = make_codec("modbus-omega", slave=255)
+    assert codec.read_block_command()[:2] == h("FF 03")
+    assert [r.object_c for r in codec.feed(h("01 03 02 01 6D 78 39"))] == [36.5]  # answers with its own id 1
+    assert [r.object_c for r in make_codec("modbus-omega", slave=2).feed(h("01 03 02 01 6D 78 39"))] == []

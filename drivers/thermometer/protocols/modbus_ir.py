@@ -97,14 +97,18 @@ class ModbusIrCodec(Codec):
         return self.write_command(self.emissivity_register, round(emissivity * 10000))
 
     # ---- parsing ----
+    def _is_our_id(self, byte: int) -> bool:
+        # address 255 asks "whichever single sensor is connected": it answers with its own id
+        return byte == self.slave or (self.slave == 255 and 1 <= byte <= 247)
+
     def _find_start(self, buf: bytearray) -> int | None:
         for i in range(len(buf) - 1):
-            if buf[i] == self.slave and buf[i + 1] in RESPONSE_FUNCTIONS:
+            if buf[i + 1] in RESPONSE_FUNCTIONS and self._is_our_id(buf[i]):
                 return i
         return None
 
     def _partial_start_len(self, buf: bytearray) -> int:
-        return 1 if buf and buf[-1] == self.slave else 0
+        return 1 if buf and self._is_our_id(buf[-1]) else 0
 
     def _frame_size(self, buf: bytearray) -> int | None:
         function = buf[1]
