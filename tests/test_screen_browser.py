@@ -327,3 +327,17 @@ def test_decision_to_screen_latency_figures(screen, open_page):
     (ARTIFACTS / "screen-latency.json").write_text(json.dumps(figures))
     assert max(latencies) < 1.0, figures
     assert page.errors == []
+
+
+def test_usable_on_a_phone(screen, open_page):
+    screen.daemon.emit("deny", ["status_red"], status="red")
+    page = open_page(screen.url, lang="zh-CN", viewport={"width": 390, "height": 844})
+    page.page.wait_for_selector('#card[data-outcome="deny"]')
+    assert page.page.evaluate("document.documentElement.scrollWidth <= innerWidth")  # no sideways scrolling
+    card = page.page.locator("#card").bounding_box()
+    assert card["width"] > 300  # the result uses the phone's width
+    page.shot("screen-zh-CN-phone-390x844")
+    page.page.click("#btn-signin")
+    page.page.wait_for_selector("#dlg-signin[open]")
+    page.shot("screen-zh-CN-phone-signin")
+    assert page.errors == []
