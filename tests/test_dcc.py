@@ -206,3 +206,22 @@ def test_trust_store_file_forms(shared_dir, tmp_path, form):
     now = dt.datetime.fromisoformat(case["TESTCTX"]["VALIDATIONCLOCK"])
     assert verify_hc1(case["PREFIX"], store, now).ok
     assert verify_hc1(case["PREFIX"], DccTrustStore.with_certs([], like=store), now).reason == "dcc_kid"
+
+
+def test_dcc_signers_arrive_with_a_signed_trust_list(shared_dir, dcc_data, tmp_path):
+    from edge.credentials import keys
+    from edge.credentials.signed import sign_document
+    from edge.credentials.trust import trust_body
+
+    priv, pub = keys.generate_keypair(tmp_path, kid="centre")
+    control = {"centre": keys.load_public_key(pub)}
+    case = load_case(shared_dir, "common/2DCode/raw/CO3.json")
+    now = dt.datetime.fromisoformat(case["TESTCTX"]["VALIDATIONCLOCK"])
+    verifier = Verifier(TrustList(control), dcc_trust=DccTrustStore([], dcc_data[1], dcc_data[2]))
+    assert verifier.verify(case["PREFIX"], now=now).reasons == ("dcc_kid",)
+    doc = sign_document("trust", 2, trust_body(control, [base64.b64decode(case["TESTCTX"]["CERTIFICATE"])]),
+                        keys.load_private_key(priv), "centre", issued_at=now - dt.timedelta(hours=2))
+    verifier.set_trust(TrustList.from_document(doc, control))
+    result = verifier.verify(case["PREFIX"], now=now)
+    assert result.valid and result.trust_age_s == pytest.approx(7200)
+    assert verifier.dcc_trust.schemas is dcc_data[2]  # schemas and value sets kept across the swap

@@ -42,6 +42,12 @@ class Verifier:
 
     # Lists are swapped whole when a newer signed version arrives (assignment is atomic).
     def set_trust(self, trust: TrustList) -> None:
+        """Swap in a verified trust list. EU DCC signer certificates it carries replace the
+        current DCC signers (a DSC is revoked by leaving it out); a list without any keeps them."""
+        if trust.dcc_certs:
+            from edge.credentials.dcc import DccTrustStore
+
+            self.dcc_trust = DccTrustStore.with_certs(trust.dcc_certs, like=self.dcc_trust, issued_at=trust.issued_at)
         self.trust = trust
 
     def set_status(self, status: StatusList) -> None:
