@@ -187,9 +187,9 @@ class DccTrustStore:
                    issued_at: dt.datetime | None = None) -> DccTrustStore:
         """A store for new signer certificates (e.g. from a signed trust list), keeping the
         schemas, value sets and revocation data of `like`."""
-        return cls([Signer.from_der(d) for d in ders], valuesets=like.valuesets if like else None,
-                   schemas=like.schemas if like else None,
-                   revoked_hashes=like.revoked_hashes if like else (), issued_at=issued_at)
+        return cls([Signer.from_der(d) for d in ders], valuesets=like.valuesets if like is not None else None,
+                   schemas=like.schemas if like is not None else None,
+                   revoked_hashes=like.revoked_hashes if like is not None else (), issued_at=issued_at)
 
 
 def default_data_dir() -> pathlib.Path | None:
