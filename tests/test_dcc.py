@@ -224,4 +224,4 @@ def test_dcc_signers_arrive_with_a_signed_trust_list(shared_dir, dcc_data, tmp_p
     verifier.set_trust(TrustList.from_document(doc, control))
     result = verifier.verify(case["PREFIX"], now=now)
     assert result.valid and result.trust_age_s == pytest.approx(7200)
-    assert verifier.dcc_trust.schemas is dcc_data[2]  # schemas and value sets kept across the swap
+    assert verifier.dcc_trust.schemas == dcc_data[2]  # schemas and value sets kept across the swap
