@@ -127,3 +127,21 @@ def test_read_at_the_wrong_baud_explains_what_it_saw():
     assert read.returncode == 1
     assert "silent" in read.stderr and "garbage" in read.stderr  # noise seen, rejected, nothing invented
     assert read.stdout == ""
+
+
+def test_decode_with_codec_options(capsys):
+    code, lines, _, _ = run_cli(capsys, "decode", "--protocol", "modbus-omega", "--json", "--option", "slave=2",
+                                "--hex", "02 03 02 01 6D" + _crc("0203 02 016D"))
+    assert code == 0 and lines[0]["object_c"] == 36.5
+    code, _, _, err = run_cli(capsys, "decode", "--protocol", "modbus-omega", "--option", "slave=900", "--hex", "00")
+    assert code == 2 and "slave" in err
+    code, _, _, err = run_cli(capsys, "decode", "--protocol", "ascii", "--option", "colour=red", "--hex", "00")
+    assert code == 2 and "colour" in err
+    code, _, _, err = run_cli(capsys, "decode", "--protocol", "ascii", "--option", "nonsense", "--hex", "00")
+    assert code == 2 and "KEY=VALUE" in err
+
+
+def _crc(hex_text: str) -> str:
+    from pymodbus.framer import FramerRTU
+
+    return FramerRTU.compute_CRC(bytes.fromhex(hex_text.replace(" ", ""))).to_bytes(2, "big").hex()

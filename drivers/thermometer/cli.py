@@ -24,6 +24,8 @@ def register(subparsers) -> None:
     dec.add_argument("--protocol", required=True, choices=PROTOCOLS)
     dec.add_argument("--hex", help="the bytes as hex (spaces and colons allowed); default: raw stdin")
     dec.add_argument("--json", action="store_true", help="one JSON object per frame")
+    dec.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="codec option, e.g. slave=2, roi=[8,15,10,21], spot=mean3x3 (repeatable)")
     dec.set_defaults(func=cmd_decode)
 
     sim = sub.add_parser("simulate", help="a device simulator on a new pseudo-terminal")
@@ -45,7 +47,24 @@ def register(subparsers) -> None:
     rd.add_argument("--timeout", type=float, default=10.0,
                     help="give up (exit 1) when no reading arrives for this many seconds (default 10)")
     rd.add_argument("--json", action="store_true", help="one JSON object per reading")
+    rd.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="driver or codec option, e.g. continuous=false, emissivity=0.98 (repeatable)")
     rd.set_defaults(func=cmd_read)
+
+
+def _parse_options(items: list[str]) -> dict:
+    """KEY=VALUE pairs; values are read as JSON where they can be (numbers, lists, true/false)."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--option {item!r}: expected KEY=VALUE")
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        options[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return options
 
 
 def _parse_hex(text: str) -> bytes:
@@ -66,7 +85,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     else:
         data = sys.stdin.buffer.read()
-    codec = make_codec(args.protocol)
+    try:
+        codec = make_codec(args.protocol, **_parse_options(args.option))
+    except (TypeError, ValueError) as err:
+        print(f"thermo decode: {err}", file=sys.stderr)
+        return EXIT_USAGE
     results = codec.feed(data) + codec.flush()
     good = 0
     for result in results:
@@ -115,7 +138,11 @@ def cmd_read(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         print("thermo read: --count must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    driver = open_thermometer(args.port, args.protocol, args.baud)
+    try:
+        driver = open_thermometer(args.port, args.protocol, args.baud, **_parse_options(args.option))
+    except (TypeError, ValueError) as err:
+        print(f"thermo read: {err}", file=sys.stderr)
+        return EXIT_USAGE
     driver.start()
     got = 0
     try:
