@@ -5,6 +5,9 @@ generated config, two `checkgate server run` processes on the generated server c
 The only edits to the generated files are the ones this machine forces: free ports
 instead of 8080/8883, an API token for the test to call the API, and simulated devices
 for the in-process gate daemon.
+
+Starting the centre takes ~15 s on a loaded machine, so the tests share one (module scope);
+each test uses its own gates and counts only its own events.
 """
 
 from __future__ import annotations
@@ -26,13 +29,18 @@ import yaml
 
 from checkgate import protocol
 from checkgate.broker import free_port
-from tests.conftest import wait_until
+from tests.conftest import PG_ADMIN_URL, wait_until
 from tests.test_security_broker import Deployment, Probe
 
 pytestmark = [pytest.mark.security, pytest.mark.slow, pytest.mark.postgres]
 
 API_TOKEN = "e2e-admin-token-0123456789abcdef"
-GATES = ["north-1", "south-2", "east-3", "west-4"]
+LOAD_GATES = ["load-1", "load-2", "load-3", "load-4"]  # load-4 logs in with a client certificate
+CHAOS_GATES = ["chaos-1", "chaos-2"]
+CONTROL_GATE, RESTART_GATE = "ctl-1", "restart-1"
+JOURNEY_GATES = {"password": "journey-1", "certificate": "journey-2"}
+PASSWORD_GATES = LOAD_GATES[:3] + CHAOS_GATES + [CONTROL_GATE, RESTART_GATE, JOURNEY_GATES["password"]]
+CERT_GATES = [LOAD_GATES[3], JOURNEY_GATES["certificate"]]
 
 
 class Centre(Deployment):
@@ -72,18 +80,39 @@ def healthy(centre: Centre, instance: int) -> bool:
     return bool(body.get("ok") and body.get("mqtt"))
 
 
-@pytest.fixture
-def centre(tmp_path, postgres_url):
-    out = tmp_path / "provision"
+@pytest.fixture(scope="module")
+def postgres_url():
+    """One fresh PostgreSQL database for the module's shared centre (dropped afterwards)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"checkgate_e2e_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as err:  # CI must run these tests: fail loudly rather than skip
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not usable: {err}")
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def centre(tmp_path_factory, postgres_url):
+    out = tmp_path_factory.mktemp("centre") / "provision"
     tls_port, cert_port = free_port(), free_port()
     cmd = [sys.executable, "-m", "checkgate.cli", "provision", "broker", "--out", str(out),
            "--hostname", "localhost,127.0.0.1", "--port", str(tls_port), "--cert-port", str(cert_port),
-           "--gates", ",".join(GATES[:3]), "--server-instances", "2", "--database-url", postgres_url,
+           "--gates", ",".join(PASSWORD_GATES), "--server-instances", "2", "--database-url", postgres_url,
            "--server-install-dir", str(out / "server"), "--gate-install-dir", str(out / "gates" / "{gate}"),
            "--run-as", getpass.getuser()]
     assert subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
     centre = Centre(out, tls_port, cert_port)
-    assert centre.cli("gate", GATES[3], "--auth", "cert") == 0  # one gate logs in with a certificate
+    for gate_id in CERT_GATES:
+        assert centre.cli("gate", gate_id, "--auth", "cert") == 0
     for instance in (1, 2):
         path = out / "server" / f"server-{instance}.yaml"
         cfg = yaml.safe_load(path.read_text())
@@ -116,13 +145,16 @@ def centre(tmp_path, postgres_url):
         centre.broker.cleanup()
 
 
-def stored_counts(postgres_url: str) -> tuple[int, int]:
+def stored_counts(postgres_url: str, event_ids: set[str]) -> tuple[int, int]:
+    """(rows, distinct event ids) stored among `event_ids`."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(postgres_url)
     try:
         with engine.connect() as conn:
-            total, distinct = conn.execute(sa.text("SELECT count(*), count(DISTINCT event_id) FROM events")).one()
+            total, distinct = conn.execute(sa.text(
+                "SELECT count(*), count(DISTINCT event_id) FROM events WHERE event_id = ANY(:ids)"),
+                {"ids": sorted(event_ids)}).one()
     finally:
         engine.dispose()
     return int(total), int(distinct)
@@ -167,9 +199,14 @@ class GatePublisher(threading.Thread):
             self.error = err
 
 
+def stored_metric(centre: Centre) -> list[float]:
+    return [centre.metric(i, "checkgate_ingest_events_stored_total") for i in (1, 2)]
+
+
 def test_two_servers_store_every_event_once_over_tls(centre, postgres_url):
     per_gate = 400
-    publishers = [GatePublisher(centre, gate_id, per_gate, duplicate_share=0.1) for gate_id in GATES]
+    before = stored_metric(centre)
+    publishers = [GatePublisher(centre, gate_id, per_gate, duplicate_share=0.1) for gate_id in LOAD_GATES]
     for p in publishers:
         p.start()
     for p in publishers:
@@ -177,19 +214,18 @@ def test_two_servers_store_every_event_once_over_tls(centre, postgres_url):
         assert p.error is None, f"{p.gate_id}: {p.error!r}"
     expected = set().union(*(p.sent_ids for p in publishers))
     messages = sum(p.messages for p in publishers)
-    assert len(expected) == per_gate * len(GATES) and messages > len(expected)
+    assert len(expected) == per_gate * len(LOAD_GATES) and messages > len(expected)
 
-    wait_until(lambda: stored_counts(postgres_url)[0] >= len(expected), 90, interval=0.2,
+    wait_until(lambda: stored_counts(postgres_url, expected)[0] >= len(expected), 90, interval=0.2,
                message=f"{len(expected)} events stored")
     # nothing was stored twice, and the shared subscription split the load between the instances
-    total, distinct = stored_counts(postgres_url)
-    assert total == distinct == len(expected)
-    wait_until(lambda: sum(centre.metric(i, "checkgate_ingest_events_stored_total") for i in (1, 2))
-               >= len(expected), 30, interval=0.2, message="both instances' counters")
-    stored = [centre.metric(i, "checkgate_ingest_events_stored_total") for i in (1, 2)]
+    assert stored_counts(postgres_url, expected) == (len(expected), len(expected))
+    wait_until(lambda: sum(stored_metric(centre)) - sum(before) >= len(expected), 30, interval=0.2,
+               message="both instances' counters")
+    stored = [after - b for after, b in zip(stored_metric(centre), before, strict=True)]
     assert sum(stored) == len(expected) and min(stored) > 0, stored
     # per gate, the server sees no gap in seq
-    for gate_id in GATES:
+    for gate_id in LOAD_GATES:
         gaps = centre.api().get(f"/api/v1/gates/{gate_id}/gaps").json()
         assert not gaps.get("gaps"), gaps
 
@@ -261,7 +297,7 @@ def forged_variants(genuine: bytes) -> dict[str, bytes]:
 
 @pytest.fixture
 def gate_link(centre, tmp_path):
-    gate = GateLink(centre, GATES[0], tmp_path)
+    gate = GateLink(centre, CONTROL_GATE, tmp_path)
     gate.uplink.start()
     assert gate.uplink.wait_connected(30), gate.uplink.status()
     yield gate
@@ -272,7 +308,7 @@ def gate_link(centre, tmp_path):
 def watcher(centre):
     probe = centre.server_probe(1, name="test-watcher")  # never the instances' own client ids
     assert not probe.connect().is_failure
-    probe.subscribe(protocol.state_topic(GATES[0]), protocol.STATUS_TOPIC)
+    probe.subscribe(protocol.state_topic(CONTROL_GATE), protocol.STATUS_TOPIC)
     yield probe
     probe.close()
 
@@ -326,7 +362,7 @@ def test_gate_rejects_and_reports_forged_and_replayed_status_lists(centre, gate_
     assert gate_link.status_version() == current
     assert gate_link.store.status.lookup("p_bbbbbb")[0] == "red"  # the revocation still holds
     # ... and the gate tells the centre, in its retained state
-    wait_until(lambda: gate_link.state_reported() or rejected_reported(watcher, GATES[0]) >= len(attempts), 30,
+    wait_until(lambda: gate_link.state_reported() or rejected_reported(watcher, CONTROL_GATE) >= len(attempts), 30,
                interval=0.2, message="the rejections reported in the gate's state")
 
 
@@ -341,23 +377,28 @@ def test_gate_rejects_a_replayed_list_while_its_current_list_is_empty(centre, ga
 def test_events_shared_to_a_stopped_instance_are_stored_once_when_it_returns(centre, postgres_url):
     """Mosquitto keeps sharing events with a disconnected member of the group (its persistent
     session queues them): nothing is lost, they arrive when systemd restarts the instance."""
+    before = stored_metric(centre)
     stopped = centre.servers[0]
     stopped.terminate()
     stopped.wait(30)
-    publishers = [GatePublisher(centre, gate_id, 100, duplicate_share=0.0) for gate_id in GATES[:2]]
-    for p in publishers:
-        p.start()
-    for p in publishers:
-        p.join(60)
-        assert p.error is None, f"{p.gate_id}: {p.error!r}"
-    expected = len(set().union(*(p.sent_ids for p in publishers)))
-    # the running instance stores its share; the rest waits in the stopped instance's session
-    wait_until(lambda: centre.metric(2, "checkgate_ingest_events_stored_total") > 0, 30, message="instance 2")
-    assert stored_counts(postgres_url)[0] < expected
-    centre.servers[0] = start_server(centre, 1)  # what Restart=always does
-    wait_until(lambda: healthy(centre, 1), 60, message="instance 1 back")
-    wait_until(lambda: stored_counts(postgres_url)[0] >= expected, 60, interval=0.2, message="all events stored")
-    assert stored_counts(postgres_url) == (expected, expected)
+    try:
+        publishers = [GatePublisher(centre, gate_id, 100, duplicate_share=0.0) for gate_id in CHAOS_GATES]
+        for p in publishers:
+            p.start()
+        for p in publishers:
+            p.join(60)
+            assert p.error is None, f"{p.gate_id}: {p.error!r}"
+        expected = set().union(*(p.sent_ids for p in publishers))
+        # the running instance stores its share; the rest waits in the stopped instance's session
+        wait_until(lambda: centre.metric(2, "checkgate_ingest_events_stored_total") > before[1], 30,
+                   message="instance 2 storing its share")
+        assert stored_counts(postgres_url, expected)[0] < len(expected)
+    finally:
+        centre.servers[0] = start_server(centre, 1)  # what Restart=always does
+        wait_until(lambda: healthy(centre, 1), 60, message="instance 1 back")
+    wait_until(lambda: stored_counts(postgres_url, expected)[0] >= len(expected), 60, interval=0.2,
+               message="all events stored")
+    assert stored_counts(postgres_url, expected) == (len(expected), len(expected))
 
 
 # --- the whole journey with the real gate daemon ----------------------------------------------
@@ -409,12 +450,13 @@ def stored_event(postgres_url: str, event_id: str) -> dict | None:
     return None if row is None else {"gate_id": row.gate_id, "outcome": row.outcome}
 
 
-def test_pass_issued_by_the_server_opens_the_gate_until_revoked_over_tls(centre, postgres_url, tmp_path):
+@pytest.mark.parametrize("login", sorted(JOURNEY_GATES))
+def test_pass_issued_by_the_server_opens_the_gate_until_revoked_over_tls(centre, postgres_url, tmp_path, login):
     """Server key -> pass; signed status list -> gate over TLS; gate decides offline; event
     stored by the server instances; revocation reaches the gate the same way."""
     from edge.daemon import EdgeDaemon
 
-    gate_id = GATES[1]
+    gate_id = JOURNEY_GATES[login]
     api = centre.api()
     issued = api.post("/api/v1/passes", json={"kind": "resident"})
     assert issued.status_code == 201, issued.text
@@ -451,7 +493,7 @@ def test_pass_issued_by_the_server_opens_the_gate_until_revoked_over_tls(centre,
 def test_restarted_gate_refuses_an_older_list_than_it_had(centre, tmp_path):
     from edge.daemon import EdgeDaemon
 
-    gate_id = GATES[2]
+    gate_id = RESTART_GATE
     api = centre.api()
     watcher = centre.server_probe(1, name="test-watcher")
     assert not watcher.connect().is_failure
