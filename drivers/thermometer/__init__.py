@@ -9,10 +9,10 @@ measurement model in `drivers.thermometer.measurement` (MeasurementConfig, Measu
 """
 
 from .base import Frame, Reading, Rejected
-from .reader import ThermometerDriver, open_thermometer
+from .reader import Thermometer, ThermometerDriver, open_thermometer
 from .registry import PROTOCOLS, UnknownProtocol, make_codec
 
 __all__ = [
-    "PROTOCOLS", "Frame", "Reading", "Rejected", "ThermometerDriver", "UnknownProtocol",
+    "PROTOCOLS", "Frame", "Reading", "Rejected", "Thermometer", "ThermometerDriver", "UnknownProtocol",
     "make_codec", "open_thermometer",
 ]

@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from typing import Protocol
 
 from .base import Codec, Frame, Reading, Rejected, Result
 from .registry import make_codec
@@ -21,6 +22,15 @@ from .registry import make_codec
 logger = logging.getLogger(__name__)
 
 STARTING, OK, SILENT, DISCONNECTED = "starting", "ok", "silent", "disconnected"
+
+
+class Thermometer(Protocol):
+    """What the gate needs from any thermometer (the serial driver, or a future I2C one)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def get(self, timeout: float | None = None) -> Reading | None: ...
+    def health(self) -> dict: ...
 
 
 class ThermometerDriver:
