@@ -264,6 +264,7 @@ def test_page_keeps_the_last_state_while_the_server_restarts(tmp_path, open_page
         s.stop()
 
 
+@pytest.mark.slow
 def test_screenshots_at_kiosk_and_full_hd_in_both_languages(tmp_path, open_page):
     s = Screen(tmp_path).start()
     try:
