@@ -109,6 +109,8 @@ class IngestService:
         self._generation = 0
         self._client = None
         self._writer: threading.Thread | None = None
+        self._event_messages = self.metrics.messages.labels("event")
+        self._state_messages = self.metrics.messages.labels("state")
         self.stored_total = 0
         self.duplicate_total = 0
         self.dead_letter_total = 0
@@ -255,10 +257,10 @@ class IngestService:
         late_after = self.config.ingest.late_after_s
         for msg in batch:
             if msg.topic.endswith("/state"):
-                self.metrics.messages.labels("state").inc()
+                self._state_messages.inc()
                 states.append(msg)
                 continue
-            self.metrics.messages.labels("event").inc()
+            self._event_messages.inc()
             result = event_row(msg.topic, msg.payload, msg.received_at, late_after)
             if isinstance(result, Rejected):
                 letters.append((msg.received_at, msg.topic, result.reason, msg.payload))
