@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import logging
 import pathlib
+import re
 import sys
 
 import yaml
@@ -44,6 +45,10 @@ DEFAULT_GATE_DATA_DIR = "/var/lib/checkgate"
 
 class ProvisionError(Exception):
     """Provisioning cannot go on; the message says what to do instead."""
+
+
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
 def gate_user(gate_id: str) -> str:
@@ -71,6 +76,20 @@ class BrokerSettings(StrictModel):
     max_packet_kb: int = Field(4096, ge=64)
     # Sessions of clients that went away for good (a replaced server instance).
     session_expiry: str = Field("14d", pattern=r"^\d+[hdwmy]$")
+
+
+    @field_validator("hostnames")
+    @classmethod
+    def _hostnames_usable(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for name in v:
+            try:
+                ipaddress.ip_address(name)
+            except ValueError:
+                if not HOSTNAME_RE.match(name):
+                    raise ValueError(f"{name!r} is neither an IP address nor a DNS name") from None
+        return v
 
 
 class ServerInstance(StrictModel):
@@ -374,6 +393,8 @@ def provision_broker(out: pathlib.Path, *, hostnames: list[str], gates: list[str
                              f"NAME --out {out}`, or choose an empty directory")
     for gate_id in gates:
         _check_gate_id(gate_id)
+    if len(set(gates)) != len(gates):
+        raise ProvisionError(f"a gate id is listed twice in {','.join(gates)}")
     if (ca_cert is None) != (ca_key is None):
         raise ProvisionError("--ca-cert and --ca-key go together")
     broker = BrokerSettings(hostnames=hostnames, **broker_options)

@@ -177,6 +177,19 @@ def test_bad_requests_exit_2_with_a_reason(out, capsys, args, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--hostname", "broker example.org"], "neither an IP address nor a DNS name"),
+    (["--hostname", "bad_host.example.org"], "neither an IP address nor a DNS name"),
+    (["--gates", "a,b,a"], "listed twice"),
+    (["--gates", "ok,Not-OK"], "invalid gate id"),
+])
+def test_bad_broker_requests_exit_2_and_write_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "prov"
+    assert run("broker", "--out", str(out), *args) == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "registry.json").exists()
+
+
 def test_gate_before_broker_says_what_to_run_first(tmp_path, capsys):
     assert run("gate", "north-1", "--out", str(tmp_path / "empty")) == 2
     assert "provision broker" in capsys.readouterr().err
