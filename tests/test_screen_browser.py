@@ -341,3 +341,31 @@ def test_usable_on_a_phone(screen, open_page):
     page.page.wait_for_selector("#dlg-signin[open]")
     page.shot("screen-zh-CN-phone-signin")
     assert page.errors == []
+
+
+def _luminance(rgb: str) -> float:
+    parts = [float(x) for x in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3]]
+    lin = [(c / 255) / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in parts]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(fg: str, bg: str) -> float:
+    a, b = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
+def test_colours_keep_a_sunlight_friendly_contrast(screen, open_page):
+    """Every outcome colour, the banner and the action buttons: at least 4.5:1 (WCAG AA)."""
+    page = open_page(screen.url, lang="en")
+    colours = "el => [getComputedStyle(el).color, getComputedStyle(el).backgroundColor]"
+    for outcome in ("pass", "deny", "retry", "manual"):
+        screen.daemon.emit(outcome)
+        page.page.wait_for_selector(f'#card[data-outcome="{outcome}"]', timeout=2000)
+        fg, bg = page.page.eval_on_selector("#card", colours)
+        assert contrast(fg, bg) >= 4.5, (outcome, fg, bg, contrast(fg, bg))
+    screen.daemon.set_faults("camera_stalled")
+    page.page.wait_for_selector("#banner", state="visible")
+    for selector in ("#banner", "#btn-pass", "#btn-deny", "#btn-signin", ".healthbar"):
+        fg, bg = page.page.eval_on_selector(selector, colours)
+        assert contrast(fg, bg) >= 4.5, (selector, fg, bg, contrast(fg, bg))
+    assert page.errors == []
