@@ -92,6 +92,7 @@ def create_app(daemon, *, should_exit=lambda: False):
     from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from fastapi.staticfiles import StaticFiles
     from fastapi.templating import Jinja2Templates
+    from starlette.concurrency import run_in_threadpool
 
     from edge.screen.auth import VolunteerAuth, load_or_create_key
     from edge.screen.hub import ScreenHub
@@ -191,8 +192,10 @@ def create_app(daemon, *, should_exit=lambda: False):
     def operators():
         return {"operators": auth.operators()}
 
+    # routes that touch the hub run on the event loop (the hub is not thread-safe); slow work
+    # (argon2, the daemon's queue) runs in the thread pool
     @app.get("/api/state")
-    def state(request: Request):
+    async def state(request: Request):
         return {**hub.snapshot(), "operator": operator_of(request)}
 
     @app.get("/api/stream")
@@ -275,19 +278,20 @@ def create_app(daemon, *, should_exit=lambda: False):
         return JSONResponse({"recorded": True, "action": action}, status_code=202)
 
     @app.post("/api/recheck")
-    def recheck(body: RecheckRequest, request: Request):
+    async def recheck(body: RecheckRequest, request: Request):
         operator = operator_of(request)
         if operator is None:
             return not_signed_in()
         minutes = body.minutes or cfg.recheck_minutes
         label = " ".join(body.label.split())
         timer = hub.add_timer(minutes, label, operator)
-        daemon.submit_operator_action({"type": "recheck", "outcome": None, "reasons": ["sent_to_rest"],
-                                       "operator": operator, "note": f"{minutes:g} min"})
+        await run_in_threadpool(daemon.submit_operator_action, {
+            "type": "recheck", "outcome": None, "reasons": ["sent_to_rest"], "operator": operator,
+            "note": f"{minutes:g} min"})
         return JSONResponse(timer.as_dict(), status_code=201)
 
     @app.delete("/api/recheck/{timer_id}")
-    def recheck_done(timer_id: int, request: Request):
+    async def recheck_done(timer_id: int, request: Request):
         if operator_of(request) is None:
             return not_signed_in()
         if not hub.remove_timer(timer_id):
