@@ -160,7 +160,7 @@ class _Sample:
 
 
 class Measurer:
-    """Feeds on readings, yields one TemperatureResult per visit once the window is full."""
+    """Feeds on readings; returns a TemperatureResult whenever a measurement window completes (see feed)."""
 
     def __init__(self, config: MeasurementConfig | None = None, *, started_at: float | None = None,
                  sensor: str | None = None) -> None:
