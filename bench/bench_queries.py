@@ -5,7 +5,8 @@ SQLite a recursive CTE), indexes are built after the load, and rollups are
 computed from the events, the way a long-running server would have them. Then
 the server's own Store methods (what the API routes call) are timed:
 
-- stats: hourly counts per gate x outcome x reason for one day (all gates, one gate),
+- stats: a day per hour summed over gates, one gate's day per hour by outcome and reason,
+  every gate's daily totals for a week, the overview's per-gate totals for a day,
 - search: event-log pages with filters (gate + day, reason over a week, subject,
   second page through the cursor).
 
@@ -41,7 +42,7 @@ def _pg_load(conn, n: int) -> None:
         INSERT INTO events (event_id, gate_id, seq, type, outcome, reasons, alert, ts, received_at, late,
                             credential_kind, subject, temperature_c, credential_status, operator, payload, purged)
         SELECT 'B' || lpad(i::text, 25, '0'),
-               'gate-' || lpad((i % {GATES})::text, 4, '0'),
+               'gate-' || lpad(mod(i, {GATES})::text, 4, '0'),
                i / {GATES} + 1, 'screening',
                CASE WHEN r < 0.86 THEN 'pass' WHEN r < 0.92 THEN 'deny' WHEN r < 0.98 THEN 'retry' ELSE 'manual' END,
                CASE WHEN r < 0.86 THEN '' WHEN r < 0.89 THEN ',fever,' WHEN r < 0.92 THEN ',status_red,'
@@ -143,17 +144,21 @@ def measure(url: str, runs: int) -> dict:
     def a_gate():
         return f"gate-{rng.randrange(GATES):04d}"
 
-    def stats_all_gates():
+    def stats_all_gates_hourly():  # the overview chart: a day per hour, summed over gates
         since, until = a_day()
-        return store.stats(since=since, until=until, bucket="hour")
+        return store.stats(since=since, until=until, bucket="hour", by_gate=False)
 
-    def stats_one_gate():
+    def stats_one_gate():  # one gate's day per hour by outcome and reason
         since, until = a_day()
         return store.stats(since=since, until=until, bucket="hour", gate=a_gate())
 
-    def stats_days():
+    def stats_per_gate_week():  # every gate's totals per day for a week (the weekly report)
         since = START + dt.timedelta(days=rng.randrange(DAYS - 7))
-        return store.stats(since=since, until=since + dt.timedelta(days=7), bucket="day")
+        return store.stats(since=since, until=since + dt.timedelta(days=7), bucket="day", totals_only=True)
+
+    def stats_today_per_gate():  # the overview's per-gate table and reasons
+        since, until = a_day()
+        return store.totals(since=since, until=until)
 
     def search_gate_day():
         since, until = a_day()
@@ -174,7 +179,7 @@ def measure(url: str, runs: int) -> dict:
     def search_latest():
         return store.search_events(limit=100)[0]
 
-    groups = {"stats": [stats_all_gates, stats_one_gate, stats_days],
+    groups = {"stats": [stats_all_gates_hourly, stats_one_gate, stats_per_gate_week, stats_today_per_gate],
               "search": [search_gate_day, search_reason_week, search_subject, search_second_page, search_latest]}
     out = {}
     for group, funcs in groups.items():

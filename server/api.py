@@ -215,17 +215,20 @@ def _default_range(store, since, until) -> tuple[dt.datetime, dt.datetime]:
 def get_stats(store: StoreDep, user: UserDep,
               since: Annotated[dt.datetime | None, Query(description="default: start of today (local)")] = None,
               until: dt.datetime | None = None, gate: GateId | None = None,
-              bucket: Literal["hour", "day"] = "hour") -> dict:
+              bucket: Literal["hour", "day"] = "hour",
+              by_gate: Annotated[bool, Query(description="false: summed over all gates (gate_id '*')")] = True,
+              totals_only: Annotated[bool, Query(description="only the per-outcome totals (reason '*')")] = False,
+              ) -> dict:
     """Counts per gate per hour (UTC) or day (the office's local day) by outcome and reason.
 
     reason "*" is the total per outcome; other rows count one reason each. Served from
     rollups, never from raw events.
     """
     since, until = _default_range(store, to_utc_naive(since, "since"), to_utc_naive(until, "until"))
-    rows = store.stats(since=since, until=until, bucket=bucket, gate=gate)
+    rows = store.stats(since=since, until=until, bucket=bucket, gate=gate, by_gate=by_gate, totals_only=totals_only)
     return {"bucket": bucket, "since": since.isoformat() + "Z", "until": until.isoformat() + "Z",
             "items": [{"bucket": r.bucket.isoformat(), "gate_id": r.gate_id, "outcome": r.outcome,
-                       "reason": r.reason, "count": r.count} for r in rows]}
+                       "reason": r.reason, "count": int(r.count)} for r in rows]}
 
 
 @router.get("/stats.csv", tags=["stats", "export"], response_class=StreamingResponse,

@@ -431,10 +431,11 @@ class Store:
             return conn.execute(sa.select(sa.func.coalesce(sa.func.max(m.events.c.id), 0))).scalar_one()
 
     def stats(self, *, since: dt.datetime, until: dt.datetime, bucket: str = "hour",
-              gate: str | None = None) -> list:
+              gate: str | None = None, by_gate: bool = True, totals_only: bool = False) -> list:
         """Rollup rows (bucket, gate_id, outcome, reason, count) in [since, until).
 
         bucket "hour": UTC hours; "day": the office's local days (since/until dates).
+        by_gate=False sums over all gates (gate_id "*"); totals_only keeps only reason "*".
         """
         if bucket == "day":
             t, key = m.rollup_daily, m.rollup_daily.c.day
@@ -444,10 +445,17 @@ class Store:
         else:
             t, key = m.rollup_hourly, m.rollup_hourly.c.hour
             cond = [key >= utc_naive(since), key < utc_naive(until)]
-        q = sa.select(key.label("bucket"), t.c.gate_id, t.c.outcome, t.c.reason, t.c.count).where(*cond)
         if gate:
-            q = q.where(t.c.gate_id == gate)
-        q = q.order_by(key, t.c.gate_id, t.c.outcome, t.c.reason)
+            cond.append(t.c.gate_id == gate)
+        if totals_only:
+            cond.append(t.c.reason == TOTAL)
+        if by_gate:
+            q = (sa.select(key.label("bucket"), t.c.gate_id, t.c.outcome, t.c.reason, t.c.count).where(*cond)
+                 .order_by(key, t.c.gate_id, t.c.outcome, t.c.reason))
+        else:
+            q = (sa.select(key.label("bucket"), sa.literal(gate or TOTAL).label("gate_id"), t.c.outcome, t.c.reason,
+                           sa.func.sum(t.c.count).label("count"))
+                 .where(*cond).group_by(key, t.c.outcome, t.c.reason).order_by(key, t.c.outcome, t.c.reason))
         with self.engine.connect() as conn:
             return conn.execute(q).all()
 
