@@ -298,3 +298,16 @@ def test_session_cookie_is_http_only_and_same_site_and_pins_are_never_echoed(dae
         sign_in(client, pin="97531")
         assert all("97531" not in r.getMessage() and PIN not in r.getMessage() for r in caplog.records)
         assert "frame-ancestors 'none'" in client.get("/").headers["content-security-policy"]
+
+
+def test_recheck_timers_survive_a_restart_and_a_broken_file_is_ignored(daemon, caplog):
+    with client_for(daemon) as client:
+        sign_in(client)
+        client.post("/api/recheck", json={"label": "red scarf", "minutes": 20})
+    with client_for(daemon) as client:
+        timers = client.get("/api/state").json()["timers"]
+        assert [t["label"] for t in timers] == ["red scarf"]
+    (daemon.data_dir / "screen-timers.json").write_text('[{"id": "x"')
+    with client_for(daemon) as client:
+        assert client.get("/api/state").json()["timers"] == []
+    assert any("timers file unreadable" in r.getMessage() for r in caplog.records)

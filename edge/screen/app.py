@@ -104,7 +104,7 @@ def create_app(daemon, *, should_exit=lambda: False):
     auth = VolunteerAuth(lambda: current_volunteers(daemon), load_or_create_key(data_dir / "screen-session.key"),
                          max_attempts=cfg.pin_max_attempts, lockout_s=cfg.pin_lockout_s,
                          shift_s=cfg.shift_hours * 3600)
-    hub = ScreenHub(daemon)
+    hub = ScreenHub(daemon, data_dir / "screen-timers.json")
     preview = PreviewEncoder(lambda: getattr(daemon, "camera", None), width=cfg.preview_width, fps=cfg.preview_fps)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     remeasure_s = float(getattr(getattr(daemon.config, "flow", None), "window_s", 10.0))

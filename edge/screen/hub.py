@@ -14,6 +14,7 @@ import datetime as dt
 import itertools
 import json
 import logging
+import pathlib
 import time
 from collections.abc import Iterable
 
@@ -109,8 +110,9 @@ class RecheckTimer:
 
 
 class ScreenHub:
-    def __init__(self, daemon):
+    def __init__(self, daemon, timers_path: pathlib.Path | None = None):
         self.daemon = daemon
+        self.timers_path = timers_path  # recheck timers are kept here, so a restart does not lose them
         self.loop: asyncio.AbstractEventLoop | None = None
         self._subscribers: set[asyncio.Queue] = set()
         self._faults: list[str] = []
@@ -129,6 +131,7 @@ class ScreenHub:
         self.counters = self._counters_from_outbox()
         self.health = self._safe(self.daemon.health, {})
         self._faults = list(self.health.get("faults") or [])
+        self._load_timers()
         self.daemon.add_listener(self.on_daemon_message)
 
     def detach(self) -> None:
@@ -240,14 +243,39 @@ class ScreenHub:
     def add_timer(self, minutes: float, label: str, operator: str) -> RecheckTimer:
         timer = RecheckTimer(next(self._timer_ids), time.time() + minutes * 60, label, operator)
         self.timers[timer.id] = timer
+        self._save_timers()
         self.publish({"type": "timers", "timers": self.timer_list()})
         return timer
 
     def remove_timer(self, timer_id: int) -> bool:
         found = self.timers.pop(timer_id, None) is not None
         if found:
+            self._save_timers()
             self.publish({"type": "timers", "timers": self.timer_list()})
         return found
+
+    def _save_timers(self) -> None:
+        if self.timers_path is None:
+            return
+        try:
+            tmp = self.timers_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.timer_list()))
+            tmp.replace(self.timers_path)
+        except OSError as err:
+            logger.warning("cannot keep the recheck timers: %s", err)
+
+    def _load_timers(self) -> None:
+        if self.timers_path is None or not self.timers_path.exists():
+            return
+        try:
+            items = json.loads(self.timers_path.read_text())
+            timers = [RecheckTimer(int(t["id"]), float(t["due"]), str(t["label"])[:40], str(t["operator"])[:64])
+                      for t in items]
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            logger.warning("recheck timers file unreadable, starting without timers: %s", err)
+            return
+        self.timers = {t.id: t for t in timers}
+        self._timer_ids = itertools.count(max(self.timers, default=0) + 1)
 
     def timer_list(self) -> list[dict]:
         return [t.as_dict() for t in sorted(self.timers.values(), key=lambda t: t.due)]
