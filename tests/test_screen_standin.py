@@ -202,6 +202,8 @@ def test_unknown_operator_is_refused_like_a_wrong_pin(daemon):
     {"outcome": "pass"},
     {"outcome": "pass", "reason": "paper_pass_checked", "note": "x" * 201},
     {"outcome": "pass", "reason": "paper_pass_checked", "operator": "v02"},  # no choosing someone else's id
+    {"outcome": "deny", "reason": "no_mask", "note": "ID 330102199001011234"},  # no ID numbers in events
+    {"outcome": "deny", "reason": "no_mask", "note": "phone 13800138000"},
 ])
 def test_bad_override_requests_are_rejected_with_a_reason(daemon, body):
     with client_for(daemon) as client:

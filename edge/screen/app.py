@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import pathlib
+import re
 import threading
 import time
 from typing import Literal
@@ -44,20 +45,30 @@ class SignInRequest(StrictModel):
     pin: str = Field(min_length=1, max_length=64)
 
 
+# six or more digits in a row look like an ID-card, phone or passport number: events must not carry them
+LONG_NUMBER = re.compile(r"\d{6,}")
+
+
+def _free_text(v: str) -> str:
+    v = " ".join(v.split())
+    if LONG_NUMBER.search(v):
+        raise ValueError("no ID-card or phone numbers in notes (events carry pseudonymous ids only)")
+    return v
+
+
 class OverrideRequest(StrictModel):
     outcome: Literal["pass", "deny"]
     reason: str = Field(min_length=1, max_length=64)
     note: str = Field(default="", max_length=200)
 
-    @field_validator("note")
-    @classmethod
-    def _one_line(cls, v: str) -> str:
-        return " ".join(v.split())
+    _note = field_validator("note")(_free_text)
 
 
 class RecheckRequest(StrictModel):
     label: str = Field(default="", max_length=40)
     minutes: float | None = Field(default=None, gt=0, le=240)
+
+    _label = field_validator("label")(_free_text)
 
 
 def _sse(message: dict) -> str:

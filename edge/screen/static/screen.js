@@ -425,6 +425,12 @@
     return { status: res.status, ok: res.ok, data: data };
   }
 
+  // the server refuses notes with long numbers (ID cards, phones): say so rather than "failed"
+  function noteProblem(res) {
+    const problems = (res.data && res.data.problems) || [];
+    return problems.some((p) => p.field === "note" || p.field === "label");
+  }
+
   function choiceButtons(container, values, label, name) {
     container.replaceChildren();
     for (const value of values) {
@@ -530,7 +536,7 @@
       return openSignIn(() => openOverride(overrideOutcome));
     }
     if (!res.ok) {
-      $("override-error").textContent = t("override.failed");
+      $("override-error").textContent = t(noteProblem(res) ? "override.no_numbers" : "override.failed");
       return;
     }
     $("dlg-override").close();
@@ -561,7 +567,7 @@
       return openSignIn(openRecheck);
     }
     if (!res.ok) {
-      $("recheck-error").textContent = t("override.failed");
+      $("recheck-error").textContent = t(noteProblem(res) ? "override.no_numbers" : "override.failed");
       return;
     }
     $("dlg-recheck").close();
