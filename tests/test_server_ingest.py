@@ -128,3 +128,27 @@ def test_bad_config_exits_2_naming_the_key(tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "mqtt.prot" in proc.stderr
+
+
+def test_metrics_count_stored_events_dead_letters_and_online_gates(mosquitto, sqlite_url):
+    from fastapi.testclient import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from server.app import create_app
+
+    config = server_config(sqlite_url, mosquitto.port)
+    with running_ingest(config) as (store, ingest):
+        publish_raw(mosquitto.port, protocol.state_topic("gate-a"), b'{"online": true, "health": {}}', retain=True)
+        publish_events(mosquitto.port, [make_event("gate-a", 1), make_event("gate-a", 2), b"garbage"],
+                       topic_gate="gate-a")
+        wait_until(lambda: ingest.stored_total == 2 and ingest.dead_letter_total == 1)
+        wait_until(lambda: store.gate("gate-a").online, message="gate-a online")
+        with TestClient(create_app(config, store, None, metrics=ingest.metrics, run_jobs=False)) as client:
+            text = client.get("/metrics").text
+            health = client.get("/healthz").json()
+    values = {s.name: s.value for fam in text_string_to_metric_families(text) for s in fam.samples}
+    assert values["checkgate_ingest_events_stored_total"] == 2
+    assert values["checkgate_ingest_dead_letters_total"] == 1
+    assert values["checkgate_gates_online"] == 1
+    assert values["checkgate_ingest_lag_seconds_count"] == 2
+    assert health["ok"] is True
