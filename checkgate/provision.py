@@ -717,8 +717,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     except ProvisionError as err:
         return _fail(err)
     gates = {g: {"auth": r.auth, "created": r.created, "rotated": r.rotated} for g, r in registry.gates.items()}
+    bridges = {b: {"gates": r.gates, "created": r.created} for b, r in registry.bridges.items()}
     human = "\n".join(f"{g}\t{r['auth']}\t{r['created']}" for g, r in sorted(gates.items())) or "(no gates)"
-    _print(args, {"gates": gates, "servers": [s.name for s in registry.servers]}, human)
+    human += "".join(f"\nbridge {b}\t{','.join(r['gates'])}\t{r['created']}" for b, r in sorted(bridges.items()))
+    _print(args, {"gates": gates, "bridges": bridges, "servers": [s.name for s in registry.servers]}, human)
     return EXIT_OK
 
 

@@ -7,6 +7,8 @@ assigned to its bridge at the centre cannot get events in, nor its control docum
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from checkgate import protocol
@@ -38,7 +40,7 @@ def bridged(tmp_path):
     centre.broker.cleanup()
 
 
-def test_bridge_user_is_limited_to_its_gates(tmp_path):
+def test_bridge_user_is_limited_to_its_gates(tmp_path, capsys):
     dep = provision_deployment(tmp_path, gates="hq-1")
     assert dep.cli("bridge", "district-7", "--gates", "d7-north,d7-south") == 0
     acl = (dep.out / "broker" / "acl").read_text()
@@ -49,6 +51,9 @@ def test_bridge_user_is_limited_to_its_gates(tmp_path):
     assert "bridge.district-7:$7$" in (dep.out / "broker" / "passwd").read_text()
     password = (dep.out / "bridges" / "district-7" / "bridge.conf").read_text().split("remote_password ")[1].split()[0]
     assert password not in (dep.out / "registry.json").read_text()
+    assert checkgate_main(["provision", "list", "--out", str(dep.out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["bridges"]["district-7"]["gates"] == [
+        "d7-north", "d7-south"]
     assert dep.cli("bridge", "district-7", "--gates", "x") == 2  # already there
     assert dep.cli("bridge", "bad.name", "--gates", "x") == 2
     assert dep.cli("bridge", "district-8") == 2  # no gates
