@@ -42,7 +42,7 @@ class ThermometerDriver:
         codec: Codec,
         baud: int | None = None,
         *,
-        silent_timeout_s: float = 2.0,
+        silent_timeout_s: float | None = None,
         resend_interval_s: float = 0.2,
         reply_timeout_s: float | None = None,
         queue_size: int = 64,
@@ -59,7 +59,6 @@ class ThermometerDriver:
         self.protocol = codec.name
         self._fixed_baud = baud
         self.baud = baud or codec.default_baud
-        self.silent_timeout_s = silent_timeout_s
         self.resend_interval_s = resend_interval_s
         self.reply_timeout_s = reply_timeout_s or max(0.15, codec.poll_interval_s * 0.8)
         self.reconnect_min_s = reconnect_min_s
@@ -74,6 +73,8 @@ class ThermometerDriver:
         if rate_hz is not None and codec.rate_command(rate_hz) is None:
             raise ValueError(f"{codec.name} has no update-rate command")
         codec.reset()
+        self._auto_silent = silent_timeout_s is None
+        self.silent_timeout_s = silent_timeout_s or self._default_silent_timeout()
         self._queue: queue.Queue[Reading] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -234,6 +235,12 @@ class ThermometerDriver:
                     last_probe = time.monotonic()
                     awaiting = None
 
+    def _default_silent_timeout(self) -> float:
+        """Spec §11.2: about 2 s, and never less than three frame periods at the current baud."""
+        codec = self.codec
+        period = 1 / self.rate_hz if self.rate_hz else (codec.poll_interval_s if codec.polled else codec.frame_period_s)
+        return max(2.0, 3 * (period + codec.typical_frame_bytes * 10 / self.baud))
+
     def _may_probe(self) -> bool:
         return self._fixed_baud is None and bool(self.codec.probe_bauds)
 
@@ -298,6 +305,8 @@ class ThermometerDriver:
                     in_a_row = in_a_row + 1 if isinstance(result, Frame) else 0
                 if in_a_row >= 2:
                     self.baud = baud
+                    if self._auto_silent:
+                        self.silent_timeout_s = self._default_silent_timeout()
                     self.codec.reset()
                     logger.info("thermometer %s on %s: %d baud confirmed", self.protocol, self.port, baud)
                     return
