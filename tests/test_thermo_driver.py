@@ -266,3 +266,11 @@ def test_silent_module_on_a_fixed_uart_is_found_again_at_its_other_rate():
 def test_impossible_device_settings_fail_at_configuration(protocol, opts):
     with pytest.raises(ValueError):
         open_thermometer("/dev/null", protocol, **opts)
+
+
+def test_default_silence_timeout_follows_the_frame_period():
+    assert open_thermometer("/dev/null", "gy-mcu90614").silent_timeout_s == 2.0
+    slow_array = open_thermometer("/dev/null", "gy-mcu90640", rate_hz=0.5)
+    assert slow_array.silent_timeout_s >= 3 * 2.0  # three frame periods at 0.5 Hz
+    assert open_thermometer("/dev/null", "gy-mcu90640", baud=9600).silent_timeout_s >= 3 * 1.6  # 1.6 s per frame
+    assert open_thermometer("/dev/null", "gy-mcu90614", silent_timeout_s=0.5).silent_timeout_s == 0.5
