@@ -274,3 +274,14 @@ def test_default_silence_timeout_follows_the_frame_period():
     assert slow_array.silent_timeout_s >= 3 * 2.0  # three frame periods at 0.5 Hz
     assert open_thermometer("/dev/null", "gy-mcu90640", baud=9600).silent_timeout_s >= 3 * 1.6  # 1.6 s per frame
     assert open_thermometer("/dev/null", "gy-mcu90614", silent_timeout_s=0.5).silent_timeout_s == 0.5
+
+
+def test_scenario_visitor_with_a_given_skin_temperature():
+    with ThermoSimulator("gy-614", "person", seed=14, speed=8, scenario_skin_c=35.7) as sim:
+        drv = open_thermometer(sim.port, "gy-614")
+        drv.start()
+        try:
+            wait_until(lambda: (r := drv.get(0.1)) is not None and abs(r.object_c - 35.7) < 0.15, 6,
+                       message="the scripted visitor at 35.7 °C")
+        finally:
+            drv.stop()

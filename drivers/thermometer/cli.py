@@ -34,7 +34,8 @@ def register(subparsers) -> None:
 
     sim.add_argument("--scenario", choices=sorted(SCENARIOS), help="scripted scene, repeated")
     sim.add_argument("--ambient", type=float, default=24.0, help="ambient temperature °C (default 24)")
-    sim.add_argument("--skin", type=float, help="a person with this skin temperature stays in front")
+    sim.add_argument("--skin", type=float,
+                     help="skin temperature °C: of the scenario's visitor, or without a scenario a person who stays")
     sim.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     sim.add_argument("--json", action="store_true", help="print the port as JSON")
     sim.set_defaults(func=cmd_simulate)
@@ -111,9 +112,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulator import ThermoSimulator
 
-    sim = ThermoSimulator(args.protocol, args.scenario)
+    sim = ThermoSimulator(args.protocol, args.scenario, scenario_skin_c=args.skin)
     sim.set_ambient(args.ambient)
-    if args.skin is not None:
+    if args.skin is not None and args.scenario is None:
         sim.set_person(args.skin)
     sim.start()
     if args.json:

@@ -33,16 +33,19 @@ from .registry import make_device
 logger = logging.getLogger(__name__)
 
 # Each scenario: a cycle of (seconds, action) steps; actions are method names with arguments.
+# SKIN stands for the scenario's skin temperature (`scenario_skin_c`, else the default below).
+SKIN = "skin"
 SCENARIOS: dict[str, list[tuple[float, tuple]]] = {
     "ambient": [(1.0, ("set_person", None))],
     # a person walks up (skin reading rises over 0.4 s), stays 4 s, leaves
-    "person": [(3.0, ("set_person", None)), (4.0, ("set_person", 34.6, 0.4))],
-    "fever": [(3.0, ("set_person", None)), (4.0, ("set_person", 36.4, 0.4))],
-    "noise": [(3.0, ("set_person", None)), (4.0, ("set_person", 34.6, 0.4)), (0.0, ("corrupt_next", 3))],
-    "garbage": [(2.0, ("set_person", 34.6)), (0.0, ("garbage_burst", 64)), (2.0, ("set_person", None))],
+    "person": [(3.0, ("set_person", None)), (4.0, ("set_person", SKIN, 0.4))],
+    "fever": [(3.0, ("set_person", None)), (4.0, ("set_person", SKIN, 0.4))],
+    "noise": [(3.0, ("set_person", None)), (4.0, ("set_person", SKIN, 0.4)), (0.0, ("corrupt_next", 3))],
+    "garbage": [(2.0, ("set_person", SKIN)), (0.0, ("garbage_burst", 64)), (2.0, ("set_person", None))],
     "silence": [(3.0, ("set_silent", False)), (3.0, ("set_silent", True))],
     "unplug": [(3.0, ("replug",)), (2.0, ("unplug",))],
 }
+SCENARIO_SKIN_C = {"fever": 36.4}  # forehead skin; 34.6 for the others (a normal forehead at 5-10 cm)
 
 
 @dataclasses.dataclass
@@ -61,13 +64,14 @@ class ThermoSimulator:
 
     def __init__(self, protocol: str, scenario: str | None = None, *, noise_c: float = 0.03,
                  seed: int | None = None, check_baud: bool = True, link_dir: str | None = None,
-                 speed: float = 1.0) -> None:
+                 speed: float = 1.0, scenario_skin_c: float | None = None) -> None:
         if scenario is not None and scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
         self.protocol = protocol
         self.device: DeviceModel = make_device(protocol)
         self.scenario = scenario
         self.speed = speed  # scenario clock multiplier (tests run scenarios faster)
+        self.scenario_skin_c = scenario_skin_c or SCENARIO_SKIN_C.get(scenario or "", 34.6)
         self.scene = Scene()
         self.noise_c = noise_c
         self.check_baud = check_baud
@@ -245,7 +249,8 @@ class ThermoSimulator:
             now = time.monotonic()
             if steps and now >= step_end:
                 seconds, action = steps[step_index % len(steps)]
-                getattr(self, action[0])(*action[1:])
+                args = [self.scenario_skin_c if a == SKIN else a for a in action[1:]]
+                getattr(self, action[0])(*args)
                 step_index += 1
                 step_end = now + seconds / self.speed
             master = self._master
