@@ -130,7 +130,7 @@ class Verifier:
             return _invalid("dcc", "dcc_kid")
         from edge.credentials import dcc
 
-        result = dcc.verify_hc1(payload, self.dcc_trust, now)
+        result = dcc.verify_hc1(payload, self.dcc_trust, now, skew_s=self.skew_s)
         if not result.ok:
             return _invalid("dcc", result.reason, issuer=result.issuer)
         return VerifiedCredential(valid=True, kind="dcc", subject=result.subject, issuer=result.issuer,
