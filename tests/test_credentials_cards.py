@@ -98,3 +98,14 @@ def test_issue_png_verifies(tmp_path, issuer_files, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["reasons"] == ["unknown_key"]
     assert main(["verify", "--trust", str(tmp_path / "nope.pem"), payload]) == 2
     assert main(["verify", "--trust", str(pub)]) == 2
+
+
+def test_verify_allowlist_badge_via_cli(tmp_path, capsys):
+    badges = tmp_path / "badges.csv"
+    badges.write_text("badge_id,subject,kind,zones\nFAC-0042,w_42,worker,plant-a\n", encoding="utf-8")
+    assert main(["verify", "--json", "--allowlist", str(badges), "FAC-0042"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["valid"], out["kind"], out["subject"], out["zones"]) == (True, "allowlist", "w_42", ["plant-a"])
+    assert main(["verify", "--json", "--allowlist", str(badges), "FAC-0043"]) == 1
+    assert json.loads(capsys.readouterr().out)["reasons"] == ["not_in_allowlist"]
+    assert main(["verify", "--allowlist", str(tmp_path / "none.csv"), "FAC-0042"]) == 2

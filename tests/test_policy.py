@@ -281,3 +281,26 @@ def test_an_unset_clock_is_a_fault_not_a_time(issuer, verifier):
     cred = verifier.verify(issue(issuer), now=NOW)
     decision = decide(DecisionInputs(credentials=(cred,), temperature=NORMAL, zone="north"), Policy(), boot_time)
     assert (decision.outcome, decision.reasons) == ("manual", ("clock_unset",))
+
+
+SEV = {"pass": 0, "retry": 1, "manual": 2, "deny": 3}
+WORSE_TEMP = {"normal": ["recheck", "fever", "silent"], "recheck": ["fever"], "too_low": ["fever"]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(creds=st.lists(CRED, max_size=2), temp=TEMP,
+       faults=st.frozensets(st.sampled_from(["thermometer_silent", "camera_stalled"]), max_size=1),
+       extra_fault=st.sampled_from(["thermometer_silent", "camera_stalled", "uplink_down"]),
+       forged=st.builds(VerifiedCredential, valid=st.just(False), kind=st.sampled_from(["pass", "dcc", "unknown"]),
+                        reasons=st.sampled_from([("bad_signature",), ("malformed",), ("revoked",)])))
+def test_property_more_trouble_never_improves_the_outcome(creds, temp, faults, extra_fault, forged):
+    base = DecisionInputs(credentials=tuple(creds), temperature=temp, faults=faults, zone="north")
+    before = SEV[decide(base, Policy(), NOW).outcome]
+    worse = [dataclasses.replace(base, faults=faults | {extra_fault}),
+             dataclasses.replace(base, credentials=(*creds, forged))]
+    if temp is not None:
+        worse += [dataclasses.replace(base, temperature=TemperatureResult(s)) for s in WORSE_TEMP.get(temp.status, [])]
+    for inputs in worse:
+        assert SEV[decide(inputs, Policy(), NOW).outcome] >= before
+    # A forged code always denies, whatever else is presented.
+    assert decide(worse[1], Policy(), NOW).outcome == "deny"
