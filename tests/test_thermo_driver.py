@@ -285,3 +285,28 @@ def test_scenario_visitor_with_a_given_skin_temperature():
                        message="the scripted visitor at 35.7 °C")
         finally:
             drv.stop()
+
+
+def test_a_naive_reader_like_cat_sees_real_frames():
+    """Opening the port without setting a baud rate (cat, screen) gets the device's frames."""
+    import os
+    import select
+
+    from drivers.thermometer import make_codec
+
+    with ThermoSimulator("gy-mcu90614", seed=15) as sim:
+        sim.set_person(33.9)
+        fd = os.open(sim.port, os.O_RDONLY | os.O_NOCTTY)
+        try:
+            data = b""
+
+            def enough():
+                nonlocal data
+                if select.select([fd], [], [], 0.1)[0]:
+                    data += os.read(fd, 256)
+                return len(data) >= 40
+            wait_until(enough, 5, message="bytes from the simulator")
+        finally:
+            os.close(fd)
+    values = [r.object_c for r in make_codec("gy-mcu90614").feed(data) if r.ok]
+    assert values and all(abs(v - 33.9) < 0.2 for v in values)
