@@ -268,3 +268,8 @@ def test_naive_time_is_taken_as_utc(issuer, trust):
     naive = NOW.replace(tzinfo=None)
     result = Verifier(trust, status_list(issuer)).verify(make_pass(issuer), now=naive)
     assert result.valid and result.status_age_s == pytest.approx(0)
+
+
+def test_a_single_zone_string_is_one_zone(issuer, trust):
+    payload = passes.issue_pass(issuer[0], "k1", "p_1", "resident", zones="north", expires=LATER)
+    assert Verifier(trust).verify(payload, now=NOW).zones == ("north",)

@@ -125,7 +125,7 @@ def issue_pass(private_key: ed25519.Ed25519PrivateKey, kid: str, subject: str, k
         raise ValueError("subject must be a pseudonymous id of 1-40 characters [A-Za-z0-9._:-]")
     if kind not in _KIND_CODES:
         raise ValueError(f"kind must be one of {', '.join(PASS_KINDS)}")
-    zones = list(zones)
+    zones = [zones] if isinstance(zones, str) else list(zones)  # "north" is one zone, not five letters
     for zone in zones:
         if not ZONE_RE.match(zone):
             raise ValueError(f"zone {zone!r} must be 1-24 characters [A-Za-z0-9._-]")
