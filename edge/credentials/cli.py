@@ -207,6 +207,8 @@ def cmd_issue(args: argparse.Namespace) -> int:
             household=args.household, window=window, issued_at=dt.datetime.now(dt.UTC))
     except (OSError, ValueError) as err:
         return _usage(f"pass issue: {err}")
+    if not args.expires:
+        print("checkgate: warning: this pass never expires; only the status list can revoke it", file=sys.stderr)
     if args.png:
         import segno
 
