@@ -225,3 +225,24 @@ def test_dcc_signers_arrive_with_a_signed_trust_list(shared_dir, dcc_data, tmp_p
     result = verifier.verify(case["PREFIX"], now=now)
     assert result.valid and result.trust_age_s == pytest.approx(7200)
     assert verifier.dcc_trust.schemas == dcc_data[2]  # schemas and value sets kept across the swap
+
+
+def test_embedded_case_images_follow_the_picture_flag(shared_dir, tmp_path, capsys):
+    """EXPECTEDPICTUREDECODE concerns the image in the case: readable ones decode to exactly
+    the PREFIX (no trimming: base45 has a space); Q1's broken image is bad input, not a verdict."""
+    from edge.credentials.images import decode_file
+
+    checked = 0
+    for path in all_cases(shared_dir):
+        case = json.loads(path.read_text())
+        if not case.get("2DCODE"):
+            continue
+        image = tmp_path / f"{case_id(path).replace('/', '-')}.png"
+        image.write_bytes(base64.b64decode(case["2DCODE"]))
+        if case["EXPECTEDRESULTS"].get("EXPECTEDPICTUREDECODE") is False:
+            assert main(["verify", "--json", "--trust-cert", case["TESTCTX"]["CERTIFICATE"], "--image", str(image)]) == 2
+            assert "cannot read image" in capsys.readouterr().err
+        else:
+            assert decode_file(str(image)) == [case["PREFIX"]]
+        checked += 1
+    assert checked >= 13
