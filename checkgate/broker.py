@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+import pwd
 import shutil
 import signal
 import socket
@@ -72,6 +73,10 @@ class MosquittoProcess:
             "allow_anonymous true",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
+            # keep the invoking user: as root, mosquitto would switch to 'mosquitto' and then
+            # could not write its persistence file into our work dir
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+            "autosave_interval 5",
             "max_queued_messages 100000",
             "max_inflight_messages 100",
             "log_type error",

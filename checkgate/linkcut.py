@@ -45,11 +45,11 @@ class LinkCut:
                         pass
                     s.close()
             self._pairs.clear()
-        logger.info("link %d cut", self.port)
+        logger.debug("link %d cut", self.port)
 
     def restore(self) -> None:
         self._up.set()
-        logger.info("link %d restored", self.port)
+        logger.debug("link %d restored", self.port)
 
     @property
     def is_up(self) -> bool:
