@@ -12,9 +12,15 @@ logger = logging.getLogger(__name__)
 
 
 def decode_file(path: str) -> list[str]:
+    """Raises OSError for an unreadable image and ValueError for an oversized one."""
     from PIL import Image
 
-    with Image.open(path) as img:
+    try:
+        img = Image.open(path)
+        img.load()
+    except Image.DecompressionBombError as err:  # not an OSError: would escape callers
+        raise ValueError(f"image too large: {err}") from None
+    with img:
         img = img.convert("L")
         try:
             import zxingcpp
