@@ -422,6 +422,8 @@ def provision_broker(out: pathlib.Path, *, hostnames: list[str], gates: list[str
         raise ProvisionError(f"a gate id is listed twice in {','.join(gates)}")
     if (ca_cert is None) != (ca_key is None):
         raise ProvisionError("--ca-cert and --ca-key go together")
+    if server_instances < 1:
+        raise ProvisionError("--server-instances must be at least 1")
     broker = BrokerSettings(hostnames=hostnames, **broker_options)
     if gate_auth == "cert" and not broker.cert_port:
         raise ProvisionError("client-certificate gates need the certificate listener (--cert-port)")

@@ -182,6 +182,7 @@ def test_bad_requests_exit_2_with_a_reason(out, capsys, args, message):
     (["--hostname", "bad_host.example.org"], "neither an IP address nor a DNS name"),
     (["--gates", "a,b,a"], "listed twice"),
     (["--gates", "ok,Not-OK"], "invalid gate id"),
+    (["--server-instances", "0"], "at least 1"),
 ])
 def test_bad_broker_requests_exit_2_and_write_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "prov"
