@@ -116,3 +116,31 @@ def test_gate_sees_normal_fever_too_far_and_silent(protocol, site):
             assert measurer.current(time.monotonic()).status == "silent"
         finally:
             drv.stop()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_random_bytes_on_the_wire_never_become_impossible_readings(protocol):
+    import random
+
+    from drivers.thermometer import make_codec
+
+    codec = make_codec(protocol)
+    rng = random.Random(protocol)
+    with ThermoSimulator(protocol, seed=16) as sim:
+        sim.set_silent(True)  # only noise on the line
+        drv = open_thermometer(sim.port, protocol, baud=sim.device.baud, silent_timeout_s=0.5)
+        drv.start()
+        try:
+            wait_until(lambda: drv.health()["detail"].startswith("opened"), 3, message="port open")
+            for _ in range(20):
+                sim.send_raw(bytes(rng.getrandbits(8) for _ in range(100)))
+            wait_until(lambda: sum(drv.health()["rejected"].values()) > 0, 3, message="noise rejected")
+            wait_until(lambda: drv.health()["state"] == "silent", 3, message="silent on noise")
+            while (reading := drv.get(0.05)) is not None:  # anything that passed must be physical
+                for value in (reading.object_c, reading.body_c):
+                    assert value is None or codec.object_range[0] <= value <= codec.object_range[1]
+            sim.set_silent(False)
+            sim.set_person(34.0)
+            wait_until(lambda: drv.health()["state"] == "ok", 5, message="back to real frames")
+        finally:
+            drv.stop()
