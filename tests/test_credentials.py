@@ -273,3 +273,11 @@ def test_naive_time_is_taken_as_utc(issuer, trust):
 def test_a_single_zone_string_is_one_zone(issuer, trust):
     payload = passes.issue_pass(issuer[0], "k1", "p_1", "resident", zones="north", expires=LATER)
     assert Verifier(trust).verify(payload, now=NOW).zones == ("north",)
+
+
+def test_badge_pseudonyms_can_be_keyed(trust):
+    id_card = "330102199001011234"  # an ID-card number used as a badge: must not be recoverable
+    plain = AllowList.from_csv_text(id_card + "\n").get(id_card).subject
+    keyed = AllowList.from_csv_text(id_card + "\n", key=b"site secret").get(id_card).subject
+    assert plain == pseudonym(id_card) and keyed == pseudonym(id_card, b"site secret") and keyed != plain
+    assert id_card not in keyed and keyed != pseudonym(id_card, b"other site")

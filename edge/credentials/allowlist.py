@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import hmac
 import logging
 import os
 import pathlib
@@ -34,7 +35,12 @@ class AllowEntry:
     zones: tuple[str, ...] = ()
 
 
-def pseudonym(badge_id: str) -> str:
+def pseudonym(badge_id: str, key: bytes | None = None) -> str:
+    """A stable subject id for a badge. Badge numbers can be short or even ID-card numbers,
+    which a plain hash does not hide (they can be enumerated): give a site `key` to make
+    it a keyed hash (HMAC-SHA-256) that only the holder of the key can recompute."""
+    if key:
+        return "b_" + hmac.new(key, badge_id.encode(), hashlib.sha256).hexdigest()[:16]
     return "b_" + hashlib.sha256(badge_id.encode()).hexdigest()[:12]
 
 
@@ -54,7 +60,7 @@ class AllowList:
         return bool(BADGE_RE.match(payload))
 
     @classmethod
-    def from_csv_text(cls, text: str, source: str = "csv") -> AllowList:
+    def from_csv_text(cls, text: str, source: str = "csv", key: bytes | None = None) -> AllowList:
         """Columns: badge_id[, subject][, kind][, zones (';'-separated)]; a header row is optional."""
         out = cls()
         # Line by line, so one broken line (a stray quote, a bare CR) costs that row, not the file.
@@ -70,7 +76,7 @@ class AllowList:
             if lineno == 1 and row[0].lower() in ("badge_id", "badge", "id"):
                 continue
             badge = row[0]
-            subject = row[1] if len(row) > 1 and row[1] else pseudonym(badge)
+            subject = row[1] if len(row) > 1 and row[1] else pseudonym(badge, key)
             kind = row[2] if len(row) > 2 and row[2] else "resident"
             zones = tuple(z for z in (row[3].split(";") if len(row) > 3 else []) if z)
             problem = None
@@ -91,10 +97,10 @@ class AllowList:
         return out
 
     @classmethod
-    def from_csv(cls, path: str | os.PathLike) -> AllowList:
+    def from_csv(cls, path: str | os.PathLike, key: bytes | None = None) -> AllowList:
         path = pathlib.Path(path)
         try:
             text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as err:
             raise AllowListError(f"{path}: cannot read allow-list: {err}") from None
-        return cls.from_csv_text(text, source=str(path.name))
+        return cls.from_csv_text(text, source=str(path.name), key=key)
