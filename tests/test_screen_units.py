@@ -147,3 +147,21 @@ def test_a_stalled_page_loses_old_messages_not_the_daemon(tmp_path):
 
     items = asyncio.run(run())
     assert len(items) == 64 and items[-1]["prompt"] == "pass"
+
+
+def test_a_slow_health_poll_never_overwrites_a_newer_fault_report(tmp_path):
+    daemon = StandInDaemon(tmp_path)
+
+    async def run():
+        hub = ScreenHub(daemon)
+        hub.attach(asyncio.get_running_loop())
+        notices = hub.health_notices
+        stale = daemon.health()  # read by the poller just before the thermometer went silent
+        daemon.set_faults("thermometer_silent")
+        await asyncio.sleep(0)  # let the pushed report through
+        hub.polled_health(stale, notices)
+        faults = hub.health["faults"]
+        hub.detach()
+        return faults
+
+    assert asyncio.run(run()) == ["thermometer_silent"]

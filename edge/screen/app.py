@@ -136,7 +136,8 @@ def create_app(daemon, *, should_exit=lambda: False):
         while True:
             await asyncio.sleep(HEALTH_POLL_S)
             try:
-                hub.update_health(await loop.run_in_executor(None, daemon.health))
+                notices = hub.health_notices
+                hub.polled_health(await loop.run_in_executor(None, daemon.health), notices)
             except Exception as err:
                 logger.warning("screen: cannot read gate health: %s", err)
 

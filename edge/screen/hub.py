@@ -123,6 +123,7 @@ class ScreenHub:
         self._timer_ids = itertools.count(1)
         self.counters = DayCounters(local_midnight().date().isoformat())
         self.closing = False
+        self.health_notices = 0  # health reports pushed by the daemon (a poll older than one is dropped)
 
     # -- start / stop (on the asyncio loop) ------------------------------------------------
 
@@ -193,12 +194,18 @@ class ScreenHub:
             self.publish({"type": "event", "event": event, "alarm": alarm_for_event(event),
                           "counters": self.counters.as_dict()})
         elif kind == "health" and isinstance(message.get("health"), dict):
+            self.health_notices += 1
             self.update_health(message["health"])
         elif kind == "prompt" and isinstance(message.get("prompt"), str):
             self.last_prompt = {"prompt": message["prompt"], "at": time.time()}
             self.publish({"type": "prompt", **self.last_prompt})
         else:
             logger.warning("screen ignored a daemon message it does not understand: %.200r", message)
+
+    def polled_health(self, health: dict, notices_before: int) -> None:
+        """A health snapshot read by polling; dropped if the daemon pushed a newer one meanwhile."""
+        if notices_before == self.health_notices:
+            self.update_health(health)
 
     def update_health(self, health: dict) -> None:
         if self.last_calibration and not health.get("calibration"):
