@@ -1,0 +1,259 @@
+"""The gate's QR decoding chain: one object per camera thread, also behind `checkgate scan`.
+
+    frame -> grayscale -> region of interest -> downscale to `max_side`
+          -> zxing-cpp (QR only, plain text mode: no GS1 rewriting)
+          -> on a miss, every n-th time: pyzbar on the same gray image (binary mode)
+          -> single images only: pyzbar on a lightly blurred copy (screen moire, print dots)
+
+Why this order (numbers in docs/camera.md): zxing-cpp reads the most codes and is the
+cheapest on frames with nothing in them; pyzbar reads a few photos zxing-cpp misses but
+costs several times more, so the live loop runs it only on every n-th idle frame. On
+32-bit ARM, where zxing-cpp has no wheel, pyzbar alone is the chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from checkgate.config import StrictModel
+from drivers.qr.text import bytes_to_text
+
+logger = logging.getLogger(__name__)
+
+try:  # no wheel on 32-bit ARM: the chain then runs on pyzbar alone
+    import zxingcpp
+except ImportError:  # pragma: no cover - depends on the platform
+    zxingcpp = None
+
+try:
+    from pyzbar import pyzbar as _pyzbar
+    from pyzbar import wrapper as _zbar
+except (ImportError, OSError):  # pragma: no cover - libzbar0 missing
+    _pyzbar = _zbar = None
+
+# zbar's ZBAR_CFG_BINARY (zbar >= 0.23): keep payload bytes as they are instead of
+# converting them to UTF-8 by guesswork. pyzbar's enum predates it.
+_ZBAR_CFG_BINARY = 4
+
+
+class QrConfig(StrictModel):
+    """Tuning of the decoding chain (the `qr` section of a gate's camera config)."""
+
+    max_side: int = Field(1280, ge=64)  # larger frames are downscaled first (a 4K photo wastes time)
+    roi: tuple[int, int, int, int] | None = None  # x, y, w, h (pixels) where people hold codes
+    try_invert: bool = True  # light-on-dark codes: phones in dark mode, some printed passes
+    fallback_every: int = Field(4, ge=0)  # pyzbar on every n-th consecutive empty frame (0: never)
+    max_payload_bytes: int = Field(4096, ge=1)  # longer payloads are rejected, never passed on
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_has_area(cls, roi):
+        if roi is not None and (roi[2] <= 0 or roi[3] <= 0 or roi[0] < 0 or roi[1] < 0):
+            raise ValueError("roi needs x, y >= 0 and a positive width and height")
+        return roi
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedCode:
+    """One code found in a frame: its text, the exact payload bytes, where it was."""
+
+    text: str
+    raw: bytes
+    decoder: str = "zxing-cpp"
+    position: tuple[tuple[int, int], ...] = ()  # corners in the coordinates of the input frame
+
+
+def backends_available() -> list[str]:
+    return [name for name, mod in (("zxing-cpp", zxingcpp), ("pyzbar", _zbar)) if mod is not None]
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """A 2-D uint8 view or copy of a gray, BGR or BGRA frame; ValueError for anything else."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+        raise ValueError("a frame must be a uint8 numpy image")
+    if frame.ndim == 2:
+        return frame
+    if frame.ndim == 3 and frame.shape[2] in (1, 3, 4):
+        if frame.shape[2] == 1:
+            return frame[:, :, 0]
+        import cv2
+
+        code = cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+        return cv2.cvtColor(frame, code)
+    raise ValueError(f"unsupported frame shape {frame.shape}")
+
+
+class ZxingReader:
+    """zxing-cpp, QR only, plain text mode (payload text as encoded, no GS1/HRI rewriting)."""
+
+    name = "zxing-cpp"
+
+    def __init__(self, try_invert: bool = True):
+        self.try_invert = try_invert
+
+    def read(self, gray: np.ndarray) -> list[DecodedCode]:
+        found = zxingcpp.read_barcodes(
+            gray, formats=zxingcpp.BarcodeFormat.QRCode, text_mode=zxingcpp.TextMode.Plain,
+            try_rotate=False,  # QR finders are rotation-invariant; the rotated pass only costs time
+            try_invert=self.try_invert, try_downscale=True)
+        out = []
+        for r in found:
+            if not r.valid:
+                continue
+            raw = bytes(r.bytes)
+            p = r.position
+            corners = tuple((int(pt.x), int(pt.y)) for pt in (p.top_left, p.top_right, p.bottom_right, p.bottom_left))
+            out.append(DecodedCode(text=r.text, raw=raw, decoder=self.name, position=corners))
+        return out
+
+
+class ZbarReader:
+    """pyzbar's libzbar with one persistent scanner set to QR only and binary payloads."""
+
+    name = "pyzbar"
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._scanner = _zbar.zbar_image_scanner_create()
+        qr = _pyzbar.ZBarSymbol.QRCODE
+        _zbar.zbar_image_scanner_set_config(self._scanner, 0, _zbar.ZBarConfig.CFG_ENABLE, 0)  # 0: all
+        _zbar.zbar_image_scanner_set_config(self._scanner, qr, _zbar.ZBarConfig.CFG_ENABLE, 1)
+        self.binary = _zbar.zbar_image_scanner_set_config(self._scanner, qr, _ZBAR_CFG_BINARY, 1) == 0
+        if not self.binary:
+            logger.warning("this libzbar cannot return raw QR bytes; non-UTF-8 payloads may be mangled")
+
+    def read(self, gray: np.ndarray) -> list[DecodedCode]:
+        from ctypes import c_void_p, cast, string_at
+
+        height, width = gray.shape
+        pixels = np.ascontiguousarray(gray).tobytes()
+        out = []
+        with self._lock:
+            image = _zbar.zbar_image_create()
+            try:
+                _zbar.zbar_image_set_format(image, _pyzbar._FOURCC["L800"])
+                _zbar.zbar_image_set_size(image, width, height)
+                _zbar.zbar_image_set_data(image, cast(pixels, c_void_p), len(pixels), None)
+                if _zbar.zbar_scan_image(self._scanner, image) < 0:
+                    raise RuntimeError("zbar rejected the image format")
+                symbol = _zbar.zbar_image_first_symbol(image)
+                while symbol:
+                    raw = string_at(_zbar.zbar_symbol_get_data(symbol), _zbar.zbar_symbol_get_data_length(symbol))
+                    corners = tuple((_zbar.zbar_symbol_get_loc_x(symbol, i), _zbar.zbar_symbol_get_loc_y(symbol, i))
+                                    for i in range(_zbar.zbar_symbol_get_loc_size(symbol)))
+                    out.append(DecodedCode(text=bytes_to_text(raw), raw=raw, decoder=self.name, position=corners))
+                    symbol = _zbar.zbar_symbol_next(symbol)
+            finally:
+                _zbar.zbar_image_destroy(image)
+        return out
+
+    def __del__(self):
+        scanner, self._scanner = getattr(self, "_scanner", None), None
+        if scanner is not None and _zbar is not None:
+            _zbar.zbar_image_scanner_destroy(scanner)
+
+
+class QrDecoder:
+    """All QR codes in a frame. Not shared between threads: make one per camera loop."""
+
+    def __init__(self, config: QrConfig | None = None, *, use_zxing: bool = True, use_zbar: bool = True):
+        self.config = config or QrConfig()
+        self.primary = ZxingReader(self.config.try_invert) if use_zxing and zxingcpp is not None else None
+        self.fallback = ZbarReader() if use_zbar and _zbar is not None else None
+        if self.primary is None and self.fallback is None:
+            raise RuntimeError("no QR decoder available: install zxing-cpp, or libzbar0 and pyzbar")
+        self._misses = 0  # consecutive frames with nothing found: paces the fallback
+
+    def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, int, int, float]:
+        """Gray, cropped and downscaled image plus the offset and scale back to frame pixels."""
+        gray = to_gray(frame)
+        x0 = y0 = 0
+        if self.config.roi:
+            x0, y0, w, h = self.config.roi
+            gray = gray[y0:y0 + h, x0:x0 + w]
+            if gray.size == 0:
+                raise ValueError(f"roi {self.config.roi} lies outside the {frame.shape[1]}x{frame.shape[0]} frame")
+        scale = 1.0
+        side = max(gray.shape[:2])
+        if side > self.config.max_side:
+            import cv2
+
+            scale = self.config.max_side / side
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(gray), x0, y0, scale
+
+    def decode(self, frame: np.ndarray, thorough: bool = False) -> list[DecodedCode]:
+        """Codes in `frame` (BGR/BGRA/gray uint8). `thorough`: a single still image, try everything."""
+        gray, x0, y0, scale = self.prepare(frame)
+        codes = self._run(self.primary, gray) if self.primary is not None else []
+        if not codes and self.fallback is not None and self._fallback_due(thorough):
+            codes = self._run(self.fallback, gray)
+            if not codes and thorough:
+                import cv2
+
+                # a light blur merges print dots and screen moire that break zbar's scan lines
+                codes = self._run(self.fallback, cv2.GaussianBlur(gray, (3, 3), 0))
+        self._misses = 0 if codes else self._misses + 1
+        return self._accept(codes, x0, y0, scale)
+
+    def _fallback_due(self, thorough: bool) -> bool:
+        if thorough or self.primary is None:
+            return True
+        every = self.config.fallback_every
+        return every > 0 and self._misses % every == every - 1
+
+    @staticmethod
+    def _run(reader, gray: np.ndarray) -> list[DecodedCode]:
+        try:
+            return reader.read(gray)
+        except Exception as err:  # a decoder failure is a missed frame, never a crash of the loop
+            logger.warning("%s failed on a %dx%d frame: %s", reader.name, gray.shape[1], gray.shape[0], err)
+            return []
+
+    def _accept(self, codes: list[DecodedCode], x0: int, y0: int, scale: float) -> list[DecodedCode]:
+        out: list[DecodedCode] = []
+        seen: set[bytes] = set()
+        for code in codes:
+            if len(code.raw) > self.config.max_payload_bytes:
+                logger.warning("rejected a QR payload of %d bytes (limit %d)", len(code.raw),
+                               self.config.max_payload_bytes)
+                continue
+            if code.raw in seen:  # one symbol found by two passes (normal and inverted)
+                continue
+            seen.add(code.raw)
+            if x0 or y0 or scale != 1.0:
+                corners = tuple((round(x / scale) + x0, round(y / scale) + y0) for x, y in code.position)
+                code = dataclasses.replace(code, position=corners)
+            out.append(code)
+        return out
+
+
+# Decoded images larger than this are refused (a decompression bomb, not a photo of a pass).
+MAX_IMAGE_PIXELS = 60_000_000
+
+
+def read_image(path: str) -> np.ndarray:
+    """An image file as a BGR array; OSError when unreadable, ValueError when absurdly large."""
+    import cv2
+
+    with open(path, "rb") as fh:  # OSError with the reason for missing/unreadable files
+        data = fh.read()
+    buffer = np.frombuffer(data, np.uint8)
+    if buffer.size == 0:
+        raise OSError(f"{path}: empty file")
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"{path}: not an image OpenCV can decode")
+    if image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{path}: image of {image.shape[1]}x{image.shape[0]} pixels is too large")
+    return image
+
+
+def decode_file(path: str, decoder: QrDecoder | None = None) -> list[DecodedCode]:
+    """Codes in one image file with the gate's chain (OSError/ValueError for a bad file)."""
+    return (decoder or QrDecoder()).decode(read_image(path), thorough=True)
