@@ -260,7 +260,11 @@ class GateLink:
         self.uplink.publish_state()  # what the daemon's health loop does every few seconds
 
     def status_version(self) -> int | None:
-        return self.store.status.version if self.store.status is not None else None
+        return self.version_of("status")
+
+    def version_of(self, doc_type: str) -> int | None:
+        held = {"status": self.store.status, "trust": self.store.trust, "config": self.store.config_doc}[doc_type]
+        return None if held is None else held.version
 
 
 def retained_state(probe: Probe, gate_id: str) -> dict:
@@ -282,14 +286,14 @@ def forged_variants(genuine: bytes) -> dict[str, bytes]:
     envelope = json.loads(genuine)
     payload = json.loads(base64.urlsafe_b64decode(envelope["payload"] + "=" * (-len(envelope["payload"]) % 4)))
     newer = payload["version"] + 10
-    body = payload["body"]
+    body, doc_type = payload["body"], payload["type"]
     tampered = dict(envelope, payload=base64.urlsafe_b64encode(json.dumps(
         dict(payload, version=newer), separators=(",", ":"), sort_keys=True).encode()).decode().rstrip("="))
     stranger = ed25519.Ed25519PrivateKey.generate()
     return {
-        "unsigned": json.dumps({"type": "status", "version": newer, "body": body}).encode(),
-        "unknown key": sign_document("status", newer, body, stranger, "intruder"),
-        "known kid, wrong key": sign_document("status", newer, body, stranger, envelope["kid"]),
+        "unsigned": json.dumps({"type": doc_type, "version": newer, "body": body}).encode(),
+        "unknown key": sign_document(doc_type, newer, body, stranger, "intruder"),
+        "known kid, wrong key": sign_document(doc_type, newer, body, stranger, envelope["kid"]),
         "tampered version": json.dumps(tampered).encode(),
         "garbage": b"\x00\xff not a document",
     }
@@ -308,7 +312,7 @@ def gate_link(centre, tmp_path):
 def watcher(centre):
     probe = centre.server_probe(1, name="test-watcher")  # never the instances' own client ids
     assert not probe.connect().is_failure
-    probe.subscribe(protocol.state_topic(CONTROL_GATE), protocol.STATUS_TOPIC)
+    probe.subscribe(protocol.state_topic(CONTROL_GATE), f"{protocol.PREFIX}/control/#")
     yield probe
     probe.close()
 
@@ -335,7 +339,8 @@ def _payload_of(document: bytes) -> bytes:
         return b""
 
 
-def attack(centre: Centre, gate: GateLink, attempts: dict[str, bytes]) -> dict[str, str]:
+def attack(centre: Centre, gate: GateLink, attempts: dict[str, bytes],
+           topic: str = protocol.STATUS_TOPIC) -> dict[str, str]:
     """Publish each document retained with the server's broker credentials; what the gate said."""
     attacker = centre.server_probe(2, name="test-attacker")
     assert not attacker.connect().is_failure
@@ -343,7 +348,7 @@ def attack(centre: Centre, gate: GateLink, attempts: dict[str, bytes]) -> dict[s
     try:
         for name, payload in attempts.items():
             before = len(gate.results)
-            assert not attacker.publish(protocol.STATUS_TOPIC, payload, retain=True).is_failure
+            assert not attacker.publish(topic, payload, retain=True).is_failure
             wait_until(lambda b=before: len(gate.results) > b, 15, message=f"the gate to see the {name} document")
             outcome[name] = gate.results[-1]
     finally:
@@ -362,6 +367,34 @@ def test_gate_rejects_and_reports_forged_and_replayed_status_lists(centre, gate_
     assert gate_link.status_version() == current
     assert gate_link.store.status.lookup("p_bbbbbb")[0] == "red"  # the revocation still holds
     # ... and the gate tells the centre, in its retained state
+    wait_until(lambda: gate_link.state_reported() or rejected_reported(watcher, CONTROL_GATE) >= len(attempts), 30,
+               interval=0.2, message="the rejections reported in the gate's state")
+
+
+def publish_document(centre: Centre, gate: GateLink, watcher: Probe, doc_type: str) -> tuple[str, bytes]:
+    """Have the server sign and publish a trust list or the gate's policy; (topic, document as sent)."""
+    api = centre.api()
+    if doc_type == "trust":
+        response = api.post("/api/v1/trust/publish", json={})
+    else:
+        response = api.put(f"/api/v1/gates/{CONTROL_GATE}/config", json={"body": {"accepted_statuses": ["green"]}})
+    assert response.status_code == 200, response.text
+    version, topic = response.json()["version"], response.json()["topic"]
+    wait_until(lambda: gate.version_of(doc_type) == version, 30, message=f"the gate applies {doc_type} v{version}")
+    marker = f'"version":{version}'.encode()
+    wait_until(lambda: any(marker in _payload_of(m) for m in watcher.payloads(topic)), 15, message="the document")
+    return topic, next(m for m in watcher.payloads(topic) if marker in _payload_of(m))
+
+
+@pytest.mark.parametrize("doc_type", ["trust", "config"])
+def test_gate_rejects_forged_and_replayed_trust_lists_and_policies(centre, gate_link, watcher, doc_type):
+    topic, genuine_v1 = publish_document(centre, gate_link, watcher, doc_type)
+    publish_document(centre, gate_link, watcher, doc_type)
+    current = gate_link.version_of(doc_type)
+    attempts = forged_variants(genuine_v1) | {"replayed older version": genuine_v1}
+    outcome = attack(centre, gate_link, attempts, topic)
+    assert all(result.startswith("rejected") for result in outcome.values()), outcome
+    assert gate_link.version_of(doc_type) == current
     wait_until(lambda: gate_link.state_reported() or rejected_reported(watcher, CONTROL_GATE) >= len(attempts), 30,
                interval=0.2, message="the rejections reported in the gate's state")
 
