@@ -374,6 +374,22 @@ def list_gates(store: StoreDep, user: UserDep, config: ConfigDep) -> list[dict]:
     return [gate_public(g, now, config.gate_stale_after_s) for g in store.gates()]
 
 
+@router.get("/gates.csv", tags=["gates", "export"], response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}}})
+def export_gates(store: StoreDep, user: UserDep, config: ConfigDep):
+    now = utcnow()
+    cols = ["gate_id", "status", "last_seen", "last_event_at", "queue_depth", "event_count", "max_seq", "missing"]
+    rows = ([g[c] for c in cols] for g in (gate_public(r, now, config.gate_stale_after_s) for r in store.gates()))
+    return csv_response(rows, cols, "checkgate-gates.csv")
+
+
+@router.get("/dead-letters.csv", tags=["ingest", "export"], response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}}})
+def export_dead_letters(store: StoreDep, user: UserDep):
+    rows = ([r.id, r.received_at.isoformat(), r.topic, r.reason] for r in store.dead_letters(100_000))
+    return csv_response(rows, ["id", "received_at", "topic", "reason"], "checkgate-dead-letters.csv")
+
+
 class GapsOut(BaseModel):
     gate_id: str
     gaps: list[tuple[int, int]]

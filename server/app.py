@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from server.auth import configure_password_hashing
 from server.config import ServerConfig
 from server.control import ControlService, Signer
 from server.ingest import IngestService, OneShotPublisher
@@ -60,6 +61,8 @@ def create_app(config: ServerConfig, store: Store, ingest: IngestService | None 
                metrics: ServerMetrics | None = None, run_jobs: bool = True,
                signer: Signer | None = None) -> FastAPI:
     """The app; `signer` defaults to the config's signing_key (raises if it cannot be read)."""
+    configure_password_hashing(config.password_hash.time_cost, config.password_hash.memory_kib,
+                               config.password_hash.parallelism)
     if signer is None and config.signing_key is not None:
         signer = Signer.from_file(config.signing_key, config.signing_kid)
     metrics = metrics or (ingest.metrics if ingest else ServerMetrics())

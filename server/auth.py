@@ -39,10 +39,18 @@ class Principal:
         return self.role == "admin"
 
 
+_hash_params = {"time_cost": 3, "memory_cost": 65536, "parallelism": 4}
+
+
+def configure_password_hashing(time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """Cost of new hashes (from config.password_hash); existing hashes keep their own."""
+    _hash_params.update(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+
+
 def _hasher():
     from argon2 import PasswordHasher
 
-    return PasswordHasher()
+    return PasswordHasher(**_hash_params)
 
 
 def token_digest(token: str) -> str:

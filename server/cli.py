@@ -88,9 +88,11 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_USAGE
-    from server.auth import UserError, create_user
+    from server.auth import UserError, configure_password_hashing, create_user
     from server.store import Store, migrate
 
+    configure_password_hashing(config.password_hash.time_cost, config.password_hash.memory_kib,
+                               config.password_hash.parallelism)
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("password: ")
     migrate(config.database_url)
     store = Store(config.database_url, timezone=config.timezone)
@@ -123,10 +125,24 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+                 "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_USAGE
+    if config.log_json:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLogFormatter())
     import uvicorn
 
     from server.app import create_app

@@ -50,6 +50,15 @@ class IngestConfig(StrictModel):
     late_after_s: float = Field(120.0, gt=0)
 
 
+class PasswordHashConfig(StrictModel):
+    """argon2id cost; the defaults are argon2-cffi's (about 0.1 s and 64 MiB per login on a PC).
+    Hashes carry their own parameters, so changing these never locks anyone out."""
+
+    time_cost: int = Field(3, ge=1, le=20)
+    memory_kib: int = Field(65536, ge=1024, le=4 * 1024 * 1024)
+    parallelism: int = Field(4, ge=1, le=64)
+
+
 class ServerConfig(StrictModel):
     database_url: str = DEFAULT_DATABASE_URL
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
@@ -71,6 +80,9 @@ class ServerConfig(StrictModel):
     # Run the MQTT ingest (off: API and dashboard only, e.g. a read replica).
     ingest_enabled: bool = True
     session_hours: float = Field(12.0, gt=0)
+    password_hash: PasswordHashConfig = Field(default_factory=PasswordHashConfig)
+    # One JSON object per log line (for journald/Loki/ELK) instead of plain text.
+    log_json: bool = False
 
     @field_validator("timezone")
     @classmethod

@@ -105,8 +105,18 @@ def publish_raw(port: int, topic: str, payload: bytes, *, retain: bool = False, 
         client.loop_stop()
 
 
+TEST_PASSWORD_HASH = {"time_cost": 1, "memory_kib": 1024, "parallelism": 1}
+
+
 def server_config(database_url: str, mqtt_port: int, **overrides) -> ServerConfig:
+    """A config for tests and benchmarks. Uses cheap password hashing (and applies it
+    right away, since tests create users before they build the app)."""
+    from server.auth import configure_password_hashing
+
+    configure_password_hashing(TEST_PASSWORD_HASH["time_cost"], TEST_PASSWORD_HASH["memory_kib"],
+                               TEST_PASSWORD_HASH["parallelism"])
     data = {
+        "password_hash": dict(TEST_PASSWORD_HASH),
         "database_url": database_url,
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "client_id": "test-server"},
         "http": {"host": "127.0.0.1", "port": 0},

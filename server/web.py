@@ -205,7 +205,10 @@ def gates_page(request: Request):
     now = utcnow()
     gates = [gate_public(g, now, config.gate_stale_after_s) for g in store.gates()]
     gaps = {g["gate_id"]: store.gaps(g["gate_id"], 5) for g in gates if g["missing"]}
-    return render(request, "gates.html", user, gates=gates, gaps=gaps)
+    letters = [{"at": r.received_at.isoformat() + "Z", "topic": r.topic, "reason": r.reason}
+               for r in store.dead_letters(20)]
+    return render(request, "gates.html", user, gates=gates, gaps=gaps, letters=letters,
+                  letters_total=store.dead_letter_count())
 
 
 def _page_filters(request: Request, user: Principal, tz) -> tuple[dict, list[str]]:
