@@ -175,6 +175,10 @@ def test_visitors_alarms_override_and_faults_on_the_real_gate(tmp_path, mosquitt
                 return [r for r in rows if r.type == "override"]
             stored = wait_until(override_stored, 10, message="the override stored by the server")
             assert stored[0].operator == "v01" and stored[0].outcome == "pass"
+            # everything the gate recorded (visits, the shift sign-in, the override) is on the server
+            wait_until(lambda: store.event_count() == d.outbox.last_seq, 10, message="all gate events stored")
+            rows, _ = store.search_events(gate="north-1")
+            assert {r.type for r in rows} == {"screening", "shift", "override"}
             assert d.gate.open_count >= 2  # the visitor's pass and the override
 
             # the thermometer goes silent: banner with the fix; it comes back: banner gone
