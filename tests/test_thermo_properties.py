@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from drivers.thermometer import PROTOCOLS, make_codec
 from drivers.thermometer.protocols import ascii_line, gy614, gy_mcu, gy_mcu90640, lu90614
 
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
