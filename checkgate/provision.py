@@ -375,6 +375,7 @@ def render_install_sheet(registry: Registry, gate_id: str, doc: dict, install_di
         "",
         "1. Prepare the Pi (docs/deploy-pi.md): Raspberry Pi OS Bookworm 64-bit, UART and",
         "   camera enabled, checkgate installed in /opt/checkgate, user 'checkgate' created.",
+        "   Steps 2-4 in one command: sudo /opt/checkgate/deploy/install-gate.sh <this folder>",
         f"2. Copy this bundle's files ({', '.join(files)}) to {inst}/ :",
         f"     sudo install -d -m 0750 -o root -g checkgate {inst}",
         "     sudo install -m 0640 -o root -g checkgate \\",

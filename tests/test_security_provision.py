@@ -150,6 +150,7 @@ def test_install_sheet_fits_one_page_and_names_what_the_installer_needs(out):
     assert ca_fp[:8] in sheet.replace(":", "")
     assert "gate-broker.example.org:8883" in sheet
     assert "systemctl enable --now checkgate-edge" in sheet
+    assert "deploy/install-gate.sh" in sheet
     password = yaml.safe_load((out / "gates" / "north-1" / "gate.yaml").read_text())["mqtt"]["password"]
     assert password not in sheet  # the sheet can be printed; the secret stays in the file
 
