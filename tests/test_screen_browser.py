@@ -369,3 +369,14 @@ def test_colours_keep_a_sunlight_friendly_contrast(screen, open_page):
         fg, bg = page.page.eval_on_selector(selector, colours)
         assert contrast(fg, bg) >= 4.5, (selector, fg, bg, contrast(fg, bg))
     assert page.errors == []
+
+
+def test_odd_events_from_a_newer_gate_still_render_without_errors(screen, open_page):
+    page = open_page(screen.url, lang="en")
+    screen.daemon.emit("quarantine", ["moon_phase"], temperature=None, kind="bus_ticket", status="purple")
+    page.page.wait_for_selector('#card[data-outcome="manual"]', timeout=2000)
+    assert page.text("#outcome-word") == "STAFF CHECK"
+    assert page.text("#reason") == "Manual check needed (moon_phase)"
+    assert page.text("#cred-status") == "status unknown" and page.text("#cred-kind") == "Code"
+    assert page.text("#temp-value") == "no temperature"
+    assert page.errors == []

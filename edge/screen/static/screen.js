@@ -6,6 +6,7 @@
   const cfg = JSON.parse(document.getElementById("screen-config").textContent);
   const $ = (id) => document.getElementById(id);
   const ALARM_MS = 8000;
+  const OUTCOMES = new Set(["pass", "deny", "retry", "manual"]);
   const RESULT_HOLD_MS = 12000; // then the card greys out, so nobody reads it as the next person's
   const NEW_VISIT_PROMPTS = new Set(["scan_code", "come_closer"]);
   // prompts that tell the visitor what to do next; the others only repeat the result on the card
@@ -106,14 +107,15 @@
   }
 
   function reasonText(code) {
-    const key = "reason." + code;
-    return strings[key] !== undefined ? strings[key] : t("override_reason." + code);
+    if (strings["reason." + code] !== undefined) return t("reason." + code);
+    if (strings["override_reason." + code] !== undefined) return t("override_reason." + code);
+    return t("reason.unknown", { code: code }); // a code newer than this page: still say something useful
   }
 
   function renderCard() {
     const card = $("card");
     const ev = lastEvent;
-    const outcome = ev ? ev.outcome || "manual" : "idle";
+    const outcome = !ev ? "idle" : OUTCOMES.has(ev.outcome) ? ev.outcome : "manual";
     document.body.dataset.outcome = outcome;
     card.dataset.outcome = outcome;
     $("outcome-icon").firstElementChild.setAttribute("href", "#i-" + outcome);
