@@ -108,6 +108,7 @@ class GateRecord(StrictModel):
     auth: str = Field(pattern=r"^(password|cert)$")
     password_hash: str | None = None
     cert_serial: int | None = None
+    cert_expires: str | None = None
     created: str
     rotated: str | None = None
 
@@ -558,6 +559,25 @@ def provision_bridge(out: pathlib.Path, name: str, gates: list[str], *,
             "reload": reload_hint(registry, out)}
 
 
+def renew_broker_cert(out: pathlib.Path, hostnames: list[str] | None = None) -> dict:
+    """Issue a new broker certificate from the same CA (before the old one expires, or to add
+    a name). Gates keep their bundles: they trust the CA, not one certificate."""
+    from checkgate import pki
+
+    registry = load_registry(out)
+    if hostnames:
+        registry.broker = BrokerSettings.model_validate(registry.broker.model_dump() | {"hostnames": hostnames})
+    ca = pki.load_pair(out / "ca" / "ca.crt", out / "ca" / "ca.key")
+    names = registry.broker.hostnames
+    pair = pki.issue_cert(ca, names[0], server_names=names)
+    pki.write_pair(pair, out / "broker" / "broker.crt", None)
+    pki.write_secret(out / "broker" / "broker.key", pair.key_pem(), mode=0o640)
+    save_registry(out, registry)
+    return {"hostnames": names, "expires": protocol.utc_iso(pair.not_after()),
+            "next": f"copy {out / 'broker'}/broker.crt and broker.key to {registry.broker.install_dir} on the "
+                    f"broker host and restart Mosquitto (it reads certificates only at start)"}
+
+
 def _install_signing_key(out: pathlib.Path, server_dir: pathlib.Path, signing_key: pathlib.Path | None) -> str:
     """Put the server's signing key in server/ and its public half in keys/; returns its kid."""
     from cryptography.hazmat.primitives import serialization
@@ -601,7 +621,8 @@ def _add_gate(out: pathlib.Path, registry: Registry, ca, gate_id: str, auth: str
     if auth == "cert":
         pair = pki.issue_cert(ca, gate_user(gate_id), client=True)
         pki.write_pair(pair, bundle / "gate.crt", bundle / "gate.key")
-        record = GateRecord(auth="cert", cert_serial=pair.cert.serial_number, created=_now())
+        record = GateRecord(auth="cert", cert_serial=pair.cert.serial_number, created=_now(),
+                            cert_expires=protocol.utc_iso(pair.not_after()))
         doc = gate_config_document(registry, gate_id, install_dir, None)
         expires = pair.not_after()
     else:
@@ -715,16 +736,38 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_renew(args: argparse.Namespace) -> int:
+    try:
+        result = renew_broker_cert(pathlib.Path(args.out), _split_list(args.hostname) or None)
+    except (ProvisionError, ValidationError, ValueError) as err:
+        return _fail(err)
+    _print(args, result, f"new broker certificate for {', '.join(result['hostnames'])}, valid until "
+                         f"{result['expires']}; {result['next']}")
+    return EXIT_OK
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     try:
         registry = load_registry(pathlib.Path(args.out))
     except ProvisionError as err:
         return _fail(err)
-    gates = {g: {"auth": r.auth, "created": r.created, "rotated": r.rotated} for g, r in registry.gates.items()}
+    gates = {g: {"auth": r.auth, "created": r.created, "rotated": r.rotated, "cert_expires": r.cert_expires}
+             for g, r in registry.gates.items()}
+    try:
+        from checkgate import pki
+
+        broker_expires = protocol.utc_iso(pki.load_cert(pathlib.Path(args.out) / "broker" / "broker.crt")
+                                          .not_valid_after_utc)
+    except ValueError:
+        broker_expires = None
     bridges = {b: {"gates": r.gates, "created": r.created} for b, r in registry.bridges.items()}
-    human = "\n".join(f"{g}\t{r['auth']}\t{r['created']}" for g, r in sorted(gates.items())) or "(no gates)"
+    human = f"broker certificate valid until {broker_expires or '(unreadable)'}\n"
+    human += "\n".join(f"{g}\t{r['auth']}\t{r['created']}" + (f"\tcertificate until {r['cert_expires']}"
+                                                              if r["cert_expires"] else "")
+                       for g, r in sorted(gates.items())) or "(no gates)"
     human += "".join(f"\nbridge {b}\t{','.join(r['gates'])}\t{r['created']}" for b, r in sorted(bridges.items()))
-    _print(args, {"gates": gates, "bridges": bridges, "servers": [s.name for s in registry.servers]}, human)
+    _print(args, {"broker_cert_expires": broker_expires, "gates": gates, "bridges": bridges,
+                  "servers": [s.name for s in registry.servers]}, human)
     return EXIT_OK
 
 
@@ -888,7 +931,13 @@ def register(subparsers) -> None:
     ck.add_argument("--json", action="store_true")
     ck.set_defaults(func=_cmd_check)
 
-    ls = sub.add_parser("list", help="the gates provisioned in a directory")
+    rn = sub.add_parser("renew", help="a new broker certificate from the same CA (gates keep their bundles)")
+    rn.add_argument("--out", required=True)
+    rn.add_argument("--hostname", help="replace the names in the certificate (comma-separated)")
+    rn.add_argument("--json", action="store_true")
+    rn.set_defaults(func=_cmd_renew)
+
+    ls = sub.add_parser("list", help="the gates, bridges and certificate expiry dates of a directory")
     ls.add_argument("--out", required=True)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_cmd_list)

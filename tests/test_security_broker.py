@@ -476,3 +476,29 @@ def test_provision_check_confirms_a_working_bundle_and_names_what_is_wrong(deplo
         assert json.loads(capsys.readouterr().out)["step"] == step
     (tmp_path / "broken.yaml").write_text("gate_id: [unclosed")
     assert checkgate_main(["provision", "check", "--config", str(tmp_path / "broken.yaml")]) == 2
+
+
+def test_renewed_broker_certificate_keeps_every_gate_working(deployment, capsys):
+    from cryptography import x509
+
+    from checkgate import pki
+
+    old = pki.load_cert(deployment.out / "broker" / "broker.crt")
+    assert deployment.cli("renew", "--hostname", "gates.example.org,localhost,127.0.0.1") == 0
+    new = pki.load_cert(deployment.out / "broker" / "broker.crt")
+    assert new.serial_number != old.serial_number
+    new.verify_directly_issued_by(pki.load_cert(deployment.ca))
+    assert "gates.example.org" in new.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    deployment.broker.restart()  # Mosquitto reads certificates at start
+    assert wait_for_port("127.0.0.1", deployment.cert_port)
+    for gate_id in (GATE_A, GATE_C):  # password and certificate gates, bundles unchanged
+        gate = deployment.gate_probe(gate_id)
+        assert not gate.connect().is_failure, gate_id
+        gate.close()
+    capsys.readouterr()
+    assert deployment.cli("list", "--json") == 0
+    listing = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert listing["broker_cert_expires"] == protocol.utc_iso(new.not_valid_after_utc)
+    assert listing["gates"][GATE_C]["cert_expires"] and listing["gates"][GATE_A]["cert_expires"] is None
+    assert deployment.cli("renew", "--hostname", "bad name") == 2
