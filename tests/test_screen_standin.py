@@ -117,12 +117,13 @@ class StandInDaemon:
 
 
 @contextlib.contextmanager
-def client_for(daemon):
+def client_for(daemon, client_host: str = "127.0.0.1"):
+    """An HTTP client for the screen app; `client_host` is the address the app sees the request from."""
     from fastapi.testclient import TestClient
 
     from edge.screen.app import create_app
 
-    with TestClient(create_app(daemon), base_url="http://127.0.0.1") as client:
+    with TestClient(create_app(daemon), base_url="http://127.0.0.1", client=(client_host, 50000)) as client:
         yield client
 
 
@@ -313,3 +314,19 @@ def test_recheck_timers_survive_a_restart_and_a_broken_file_is_ignored(daemon, c
     with client_for(daemon) as client:
         assert client.get("/api/state").json()["timers"] == []
     assert any("timers file unreadable" in r.getMessage() for r in caplog.records)
+
+
+def test_camera_preview_goes_to_other_devices_only_after_sign_in(daemon):
+    with client_for(daemon, client_host="192.168.1.23") as phone:
+        assert phone.get("/api/preview.jpg").headers["content-type"].startswith("image/svg")  # faces stay private
+        sign_in(phone)
+        assert phone.get("/api/preview.jpg").headers["content-type"] == "image/jpeg"
+
+
+def test_live_streams_are_capped(daemon, monkeypatch):
+    import edge.screen.app as screen_app
+
+    monkeypatch.setattr(screen_app, "MAX_STREAMS", 0)
+    with client_for(daemon) as client:
+        res = client.get("/api/stream")
+        assert res.status_code == 503 and res.json()["error"] == "too_many_screens"

@@ -13,6 +13,7 @@ operator id (through the outbox, so it reaches the server like any decision).
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import pathlib
@@ -32,6 +33,7 @@ SESSION_COOKIE = "checkgate_screen_session"
 LANG_COOKIE = "checkgate_screen_lang"
 HEALTH_POLL_S = 2.0
 KEEPALIVE_S = 15.0
+MAX_STREAMS = 16  # open pages per gate; each holds a connection and a queue
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; media-src 'self'; "
                                "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
@@ -69,6 +71,13 @@ class RecheckRequest(StrictModel):
     minutes: float | None = Field(default=None, gt=0, le=240)
 
     _label = field_validator("label")(_free_text)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _sse(message: dict) -> str:
@@ -212,6 +221,9 @@ def create_app(daemon, *, should_exit=lambda: False):
 
     @app.get("/api/stream")
     async def stream(request: Request):
+        if hub.subscriber_count() >= MAX_STREAMS:
+            logger.warning("screen: refused a live stream from %s: %d already open", client_of(request), MAX_STREAMS)
+            return JSONResponse({"error": "too_many_screens"}, status_code=503, headers={"Retry-After": "5"})
         q = hub.subscribe()
 
         async def messages():
@@ -239,9 +251,11 @@ def create_app(daemon, *, should_exit=lambda: False):
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/api/preview.jpg")
-    async def preview_jpg():
-        jpeg = await asyncio.get_running_loop().run_in_executor(None, preview.latest_jpeg) \
-            if cfg.preview_fps > 0 else None
+    async def preview_jpg(request: Request):
+        # faces are personal data: the kiosk on the gate itself sees the preview, other devices
+        # on the network only once a volunteer has signed in on them
+        allowed = cfg.preview_fps > 0 and (is_loopback(client_of(request)) or operator_of(request) is not None)
+        jpeg = await asyncio.get_running_loop().run_in_executor(None, preview.latest_jpeg) if allowed else None
         if jpeg is None:  # no camera (yet): a placeholder, so the page never shows a broken image
             return Response((HERE / "static" / "no-camera.svg").read_bytes(), media_type="image/svg+xml",
                             headers={"Cache-Control": "no-store"})

@@ -242,6 +242,9 @@ class ScreenHub:
         self._subscribers.add(q)
         return q
 
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
     def unsubscribe(self, q: asyncio.Queue) -> None:
         self._subscribers.discard(q)
 
