@@ -9,7 +9,7 @@ import pytest
 
 from checkgate.cli import main
 from edge.credentials import cards
-from edge.credentials.images import decode_file
+from edge.credentials.cli import decode_image_codes as decode_file  # the gate's chain (drivers.qr)
 
 
 @pytest.fixture
