@@ -126,12 +126,14 @@ class Gate(threading.Thread):
         self.out, self.gate_id, self.count, self.rate, self.start_at = out, gate_id, count, rate, start_at
         self.error: BaseException | None = None
         self.event_ids: list[str] = []
+        self.ready = threading.Event()  # logged in, events built: the clock may start
 
     def run(self) -> None:
         try:
             self._publish()
         except BaseException as err:  # reported by the main thread
             self.error = err
+            self.ready.set()
 
     def _publish(self) -> None:
         import paho.mqtt.client as mqtt
@@ -146,10 +148,15 @@ class Gate(threading.Thread):
         client.tls_set(ca_certs=cfg["ca_file"])
         client.username_pw_set(cfg["username"], cfg["password"])
         client.max_inflight_messages_set(100)
-        client.connect(cfg["host"], cfg["port"])
-        client.loop_start()
         rng = random.Random(self.gate_id)
         payloads = [realistic_event(self.gate_id, seq, rng) for seq in range(1, self.count + 1)]
+        connected = threading.Event()
+        client.on_connect = lambda *a: connected.set()
+        client.connect(cfg["host"], cfg["port"])
+        client.loop_start()
+        if not connected.wait(60):
+            raise TimeoutError(f"{self.gate_id}: no CONNACK from {cfg['host']}:{cfg['port']}")
+        self.ready.set()
         self.start_at.wait()
         t0 = time.monotonic()
         infos = []
@@ -188,7 +195,8 @@ def run(args) -> dict:
             threads = [Gate(out, g, args.events, args.rate, start) for g in gates]
             for t in threads:
                 t.start()
-            time.sleep(0.5)  # let every gate finish its TLS handshake before the clock starts
+            for t in threads:  # every gate logged in over TLS before the clock starts
+                t.ready.wait(120)
             t0 = time.monotonic()
             start.set()
             for t in threads:
