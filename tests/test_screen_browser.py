@@ -130,6 +130,8 @@ def test_fever_shows_the_fever_state_and_sounds_the_alarm(screen, open_page):
     page.page.wait_for_selector('#card[data-outcome="deny"]', timeout=1000)
     page.page.wait_for_selector('body[data-alarm="fever"]', timeout=1000)
     assert page.page.evaluate("window.checkgateScreen.alarms") == ["fever"]
+    wait_until(lambda: page.page.evaluate("window.checkgateScreen.sounded") == ["fever"], 3,
+               message="the fever sound playing")
     assert page.text("#alarm-strip") == "FEVER"
     assert "High temperature" in page.text("#reason")
     assert "38.3 °C" in page.text("#temp-value")

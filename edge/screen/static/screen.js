@@ -30,7 +30,7 @@
   let overrideOutcome = "pass";
 
   // Test and kiosk hooks: what the page has sounded and shown, newest last.
-  window.checkgateScreen = { alarms: [], events: 0, connected: () => connected };
+  window.checkgateScreen = { alarms: [], sounded: [], events: 0, connected: () => connected };
 
   // -- strings and formatting ------------------------------------------------------------
 
@@ -303,9 +303,9 @@
     if (!sound) return;
     sound.currentTime = 0;
     const played = sound.play();
-    if (played && played.catch) {
+    if (played && played.then) {
       // browsers refuse sound before the first tap; offer a button instead of failing silently
-      played.catch(() => { $("btn-sound").hidden = false; });
+      played.then(() => window.checkgateScreen.sounded.push(kind), () => { $("btn-sound").hidden = false; });
     }
   }
 
