@@ -7,7 +7,8 @@ only warps that pre-rendered card into the pre-rendered background with a little
 shake and adds sensor noise from pre-computed planes, so several simulated gates run
 at 10-30 fps beside their decoders. `set_stalled(True)` makes reads hang the way a
 vanished USB camera does, to exercise the watchdog; frames carry `meta["code"]` (what
-the frame shows) so tests and benchmarks can check decodes and latency.
+the frame shows) and `meta["scene_frame"]` (0 for the first frame showing that code) so
+tests and benchmarks can check decodes and latency.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class _Scene:
         import cv2
 
         self.text, self.style = text, style
+        self.frames_shown = 0  # 0 in meta["scene_frame"] marks the first frame showing this code
         code = render_qr(text)
         self.card = _phone_card(code, rng) if style == "phone" else _paper_card(code, rng)
         ch, cw = self.card.shape
@@ -201,7 +203,11 @@ class _SimReader(FrameReader):
                 return None
         with cam._scene_lock:
             scene = cam._scene
-        self._meta = {"code": None if scene is None else scene.text}
+        if scene is None:
+            self._meta = {"code": None}
+        else:
+            self._meta = {"code": scene.text, "scene_frame": scene.frames_shown}
+            scene.frames_shown += 1
         return cam.render(scene)
 
     def read_meta(self) -> dict | None:
