@@ -281,3 +281,45 @@ def test_badge_pseudonyms_can_be_keyed(trust):
     keyed = AllowList.from_csv_text(id_card + "\n", key=b"site secret").get(id_card).subject
     assert plain == pseudonym(id_card) and keyed == pseudonym(id_card, b"site secret") and keyed != plain
     assert id_card not in keyed and keyed != pseudonym(id_card, b"other site")
+
+
+def test_lists_swap_atomically_while_codes_are_verified(issuer, trust):
+    """The daemon verifies on its screening thread while the uplink thread swaps in new
+    status lists: no errors, and every result comes from one whole list. (The verifier reads
+    each list once per verification; a torn read is rare enough that this test is a smoke
+    test for it, not a proof.)"""
+    import threading
+
+    payload = make_pass(issuer)
+    red = StatusList({"p_7f3a9c": "red"}, version=2, issued_at=NOW)
+    green = StatusList({}, version=3, issued_at=NOW)
+    verifier = Verifier(trust, red)
+    stop = threading.Event()
+    seen: set[tuple[str, int]] = set()
+    errors: list[BaseException] = []
+
+    def screen():
+        try:
+            while not stop.is_set():
+                result = verifier.verify(payload, now=NOW)
+                seen.add((result.health, result.status_version))
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible to expose a torn read
+    try:
+        threads = [threading.Thread(target=screen) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for i in range(2000):
+            verifier.set_status(green if i % 2 else red)
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors
+    assert seen <= {("red", 2), ("green", 3)} and seen

@@ -82,9 +82,10 @@ class Verifier:
     # --- signed passes ---------------------------------------------------------
 
     def _verify_pass(self, payload: str, now: dt.datetime) -> VerifiedCredential:
+        trust = self.trust  # one read, as for the status list
         try:
             parsed = passes.parse_pass(payload)
-            key = self.trust.get(parsed.kid) if self.trust is not None else None
+            key = trust.get(parsed.kid) if trust is not None else None
             if key is None:
                 return _invalid("pass", "unknown_key", issuer=parsed.kid)
             passes.verify_signature(parsed, key)
@@ -92,7 +93,7 @@ class Verifier:
         except passes.PassRejected as rej:
             logger.debug("pass rejected: %s", rej)
             return _invalid("pass", rej.reason)
-        trust_age = self.trust.age_s(now)
+        trust_age = trust.age_s(now)
         common = dict(kind="pass", subject=claims.subject, issuer=parsed.kid, pass_kind=claims.kind,
                       zones=claims.zones, household=claims.household, not_before=claims.not_before,
                       expires=claims.expires, window=claims.window, trust_age_s=trust_age)
@@ -103,12 +104,13 @@ class Verifier:
         return self._with_status(common, claims.subject, now)
 
     def _with_status(self, common: dict, subject: str, now: dt.datetime) -> VerifiedCredential:
-        if self.status is None:
+        status = self.status  # one read: another thread may swap in a new list meanwhile
+        if status is None:
             return VerifiedCredential(valid=True, health=None, **common)
-        health, revoked = self.status.lookup(subject)
-        age = self.status.age_s(now)
+        health, revoked = status.lookup(subject)
+        age = status.age_s(now)
         stale = self.max_status_age_s is not None and age > self.max_status_age_s
-        extra = dict(health=health, status_age_s=age, status_version=self.status.version, list_stale=stale)
+        extra = dict(health=health, status_age_s=age, status_version=status.version, list_stale=stale)
         if revoked:
             return VerifiedCredential(valid=False, revoked=True, reasons=("revoked",), **common, **extra)
         return VerifiedCredential(valid=True, **common, **extra)
@@ -126,13 +128,14 @@ class Verifier:
     # --- EU DCC ------------------------------------------------------------------
 
     def _verify_dcc(self, payload: str, now: dt.datetime) -> VerifiedCredential:
-        if self.dcc_trust is None:
+        store = self.dcc_trust  # one read, as for the other lists
+        if store is None:
             return _invalid("dcc", "dcc_kid")
         from edge.credentials import dcc
 
-        result = dcc.verify_hc1(payload, self.dcc_trust, now, skew_s=self.skew_s)
+        result = dcc.verify_hc1(payload, store, now, skew_s=self.skew_s)
         if not result.ok:
             return _invalid("dcc", result.reason, issuer=result.issuer)
         return VerifiedCredential(valid=True, kind="dcc", subject=result.subject, issuer=result.issuer,
                                   dcc_type=result.dcc_type, expires=result.expires, not_before=result.issued_at,
-                                  trust_age_s=self.dcc_trust.age_s(now))
+                                  trust_age_s=store.age_s(now))
