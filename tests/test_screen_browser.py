@@ -191,6 +191,10 @@ def test_touch_targets_are_at_least_48px(screen, open_page):
         .map(([name, r]) => `${name} ${Math.round(r.width)}x${Math.round(r.height)}`)""")
     assert small == []
     page.page.click("#btn-signin")
+    page.page.wait_for_selector("#dlg-signin[open] #signin-operators button")
+    page.shot("screen-signin-zh-CN-800x480")
+    box = page.page.locator("#dlg-signin").bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= KIOSK["height"], box  # the keypad fits the kiosk
     small = page.page.evaluate("""() => [...document.querySelectorAll('dialog[open] button, dialog[open] input')]
         .map(el => [el.textContent.trim() || el.id, el.getBoundingClientRect()])
         .filter(([, r]) => r.width < 48 || r.height < 48)
@@ -217,6 +221,9 @@ def test_sign_in_with_pin_then_override(screen, open_page):
     assert page.text("#override-error") == "Choose a reason"
     page.page.click('#override-reasons button[data-value="paper_pass_checked"]')
     page.page.fill("#override-note", "paper card checked")
+    page.shot("screen-override-en-800x480")
+    box = page.page.locator("#dlg-override").bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= KIOSK["height"], box
     page.page.click("#override-submit")
     page.page.wait_for_selector("#dlg-override", state="hidden")
     page.page.wait_for_selector('#card[data-outcome="pass"]', timeout=1000)

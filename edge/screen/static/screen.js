@@ -514,6 +514,7 @@
     choiceButtons($("override-reasons"), (cfg.override_reasons || {})[outcome] || [], (v) => t("override_reason." + v), "reason");
     $("override-note").value = "";
     $("override-error").textContent = "";
+    $("override-reasons").onclick = () => { $("override-error").textContent = ""; };
     $("dlg-override").showModal();
   }
 
