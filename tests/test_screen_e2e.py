@@ -223,3 +223,40 @@ def test_page_rides_out_a_daemon_restart(tmp_path, mosquitto, issuer, browser):
 def _artifact(name: str) -> pathlib.Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / f"{name}.png"
+
+
+def test_volunteer_pushed_by_the_centre_can_sign_in(tmp_path, mosquitto, issuer):
+    """A signed config document on the gate's control topic adds a volunteer; a forged one does not."""
+    import httpx
+    import paho.mqtt.client as mqtt
+
+    from checkgate import protocol
+    from edge.credentials import keys
+    from edge.credentials.signed import sign_document
+
+    gate = Gate(gate_config(tmp_path, mosquitto.port, free_port(), issuer), tmp_path).start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    try:
+        d = gate.daemon
+        assert d.uplink.wait_connected(10)
+        forger_priv, _ = keys.generate_keypair(tmp_path / "forger", kid="t1")
+        policy = {"status_required_for": []}
+        forged = sign_document("config", 5, {"policy": policy, "volunteers": {"mallory": pin_hash("1111")}},
+                               keys.load_private_key(forger_priv), "t1")
+        genuine = sign_document("config", 6, {"policy": policy, "volunteers": {"v07": pin_hash("7531")}},
+                                issuer["key"], "t1")
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        topic = protocol.config_topic("north-1")
+        pub.publish(topic, forged, qos=1).wait_for_publish(5)
+        wait_until(lambda: len(d.control_log) >= 1, 10, message="the forged document handled")
+        with httpx.Client(base_url=gate.url) as client:
+            assert client.post("/api/session", json={"operator": "mallory", "pin": "1111"}).status_code == 401
+            pub.publish(topic, genuine, qos=1).wait_for_publish(5)
+            wait_until(lambda: d.credentials.config_doc is not None, 10, message="the signed document applied")
+            assert "v07" in client.get("/api/operators").json()["operators"]
+            res = client.post("/api/session", json={"operator": "v07", "pin": "7531"})
+            assert res.status_code == 200 and res.json() == {"operator": "v07"}
+    finally:
+        pub.loop_stop()
+        gate.stop()
