@@ -474,6 +474,12 @@ def test_provision_check_confirms_a_working_bundle_and_names_what_is_wrong(deplo
         bad.write_text(yaml.safe_dump(doc))
         assert checkgate_main(["provision", "check", "--config", str(bad), "--json", "--timeout", "5"]) == 1
         assert json.loads(capsys.readouterr().out)["step"] == step
+    # a server instance's config works the same way (its TLS keys are named tls_ca/tls_cert/tls_key)
+    server_cfg = yaml.safe_load((deployment.out / "server" / "server-1.yaml").read_text())
+    server_cfg["mqtt"]["tls_ca"] = str(deployment.ca)
+    (tmp_path / "server-1.yaml").write_text(yaml.safe_dump(server_cfg))
+    assert checkgate_main(["provision", "check", "--config", str(tmp_path / "server-1.yaml")]) == 0
+    assert capsys.readouterr().out.startswith("ok: logged in")
     (tmp_path / "broken.yaml").write_text("gate_id: [unclosed")
     assert checkgate_main(["provision", "check", "--config", str(tmp_path / "broken.yaml")]) == 2
 
