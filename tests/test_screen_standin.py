@@ -155,6 +155,9 @@ def test_assets_are_local(daemon):
         for asset in ("screen.js", "screen.css", "alarm-fever.wav", "alarm-code.wav", "alarm-fault.wav",
                       "no-camera.svg", "icon.svg"):
             assert client.get(f"/static/{asset}").status_code == 200, asset
+        for asset in ("screen.js", "screen.css"):
+            text = client.get(f"/static/{asset}").text
+            assert not re.search(r"https?://|@import|url\(", text), asset  # nothing fetched from elsewhere
 
 
 def test_sign_in_override_and_sign_out_become_operator_actions(daemon):
