@@ -103,104 +103,162 @@ def _count(url: str) -> int:
         engine.dispose()
 
 
-def _lags(url: str) -> list[float]:
+def _lags(url: str, after_id: int) -> list[float]:
     import sqlalchemy as sa
 
+    from server.models import events
     from server.store import make_engine
 
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            from server.models import events
-
-            rows = conn.execute(sa.select(events.c.ts, events.c.received_at)).all()
+            rows = conn.execute(sa.select(events.c.ts, events.c.received_at).where(events.c.id > after_id)).all()
     finally:
         engine.dispose()
     return [(r.received_at - r.ts).total_seconds() * 1000 for r in rows]
 
 
-def run_one(database_url: str, events: int, workdir: pathlib.Path, rate: int = 0, drain: bool = False) -> dict:
-    """One run. drain=True: publish while the server is stopped (the broker queues for its
-    persistent session), then start it and time how fast it empties the backlog - the
-    catch-up after an outage, without the load generators competing for the CPU."""
-    from checkgate.broker import MosquittoProcess, free_port, wait_for_port
+def _max_id(url: str) -> int:
+    import sqlalchemy as sa
 
-    port = free_port()
-    broker = MosquittoProcess(port=port, workdir=workdir / "broker", config_text=broker_config(port, workdir / "broker"))
-    broker.start()
-    http_port = free_port()
-    cfg = workdir / "server.json"
-    cfg.write_text(json.dumps({
-        "database_url": database_url, "http": {"port": http_port},
-        "mqtt": {"port": port, "client_id": "bench-server"},
-        "ingest": {"batch_size": 2000, "queue_size": 20000},
-    }))
-    def start_server():
-        return subprocess.Popen([sys.executable, "-m", "checkgate.cli", "server", "run", "--config", str(cfg)],
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "ab"))
-
-    server = start_server()
-    gens = []
+    engine = sa.create_engine(url)
     try:
-        if not wait_for_port("127.0.0.1", http_port, 60):
-            raise RuntimeError(f"server did not start: {(workdir / 'server.log').read_text()[-2000:]}")
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM events")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+class Pipeline:
+    """A private broker and `checkgate server run` on one database, plus load generators."""
+
+    def __init__(self, database_url: str, workdir: pathlib.Path):
+        from checkgate.broker import MosquittoProcess, free_port
+
+        self.url = database_url
+        self.workdir = workdir
+        self.port = free_port()
+        self.http_port = free_port()
+        self.broker = MosquittoProcess(port=self.port, workdir=workdir / "broker",
+                                       config_text=broker_config(self.port, workdir / "broker"))
+        self.cfg = workdir / "server.json"
+        self.cfg.write_text(json.dumps({
+            "database_url": database_url, "http": {"port": self.http_port},
+            "mqtt": {"port": self.port, "client_id": "bench-server"},
+            "ingest": {"batch_size": 2000, "queue_size": 20000},
+        }))
+        self.server: subprocess.Popen | None = None
+        self.next_gate = 0
+        self.seed = 0
+
+    def start_server(self) -> None:
         import httpx
 
+        from checkgate.broker import wait_for_port
+
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "checkgate.cli", "server", "run", "--config", str(self.cfg)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(self.workdir / "server.log", "ab"))
+        if not wait_for_port("127.0.0.1", self.http_port, 60):
+            raise RuntimeError(f"server did not start: {(self.workdir / 'server.log').read_text()[-2000:]}")
         deadline = time.monotonic() + 30
-        while not httpx.get(f"http://127.0.0.1:{http_port}/healthz").json().get("mqtt"):
+        while not httpx.get(f"http://127.0.0.1:{self.http_port}/healthz").json().get("mqtt"):
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not connect to the broker")
             time.sleep(0.1)
-        if drain:
-            server.terminate()
-            server.wait(30)
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            try:
+                self.server.wait(30)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+            self.server = None
+
+    def generators(self, events: int, rate: int) -> list[subprocess.Popen]:
+        """Start load generators (each for half of a fresh set of gates) and wait until they are ready."""
+        gens = []
         per_gen = events // GENERATORS
         for k in range(GENERATORS):
+            self.seed += 1
+            first = self.next_gate + k * GATES // GENERATORS
             gens.append(subprocess.Popen(
-                [sys.executable, __file__, "--generate", str(port), str(k * GATES // GENERATORS),
-                 str(GATES // GENERATORS), str(per_gen), str(k + 1), str(rate // GENERATORS)],
+                [sys.executable, __file__, "--generate", str(self.port), str(first), str(GATES // GENERATORS),
+                 str(per_gen), str(self.seed), str(rate // GENERATORS)],
                 cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        self.next_gate += GATES  # every phase uses new gate names, so seq stays gap-free per gate
         for g in gens:
             if g.stdout.readline().strip() != "ready":
                 raise RuntimeError("load generator failed")
+        return gens
+
+    @staticmethod
+    def go(gens) -> float:
         t0 = time.monotonic()
         for g in gens:
             g.stdin.write("go\n")
             g.stdin.flush()
-        total = per_gen * GENERATORS
+        return t0
+
+    def wait_stored(self, target: int, poll: float = 0.25, timeout: float = 240):
+        """Poll until `target` events are stored; returns (done time, (time, count) when the count first moved)."""
+        start = _count(self.url)
         first_seen = None
-        if drain:
-            for g in gens:
-                g.wait(120)
-            server = start_server()
-        stored = 0
-        limit = time.monotonic() + 240
-        while stored < total:
+        limit = time.monotonic() + timeout
+        stored = start
+        while stored < target:
             if time.monotonic() > limit:
-                raise RuntimeError(f"only {stored} of {total} events stored in time")
-            time.sleep(0.1 if drain else 0.25)
-            stored = _count(database_url)
-            if drain and first_seen is None and stored > 0:
+                raise RuntimeError(f"only {stored} of {target} events stored in time")
+            time.sleep(poll)
+            stored = _count(self.url)
+            if first_seen is None and stored > start:
                 first_seen = (time.monotonic(), stored)
-        if drain:
-            t0, already = first_seen
-            total_measured = total - already
-        elapsed = time.monotonic() - t0
-        for g in gens:
-            g.wait(30)
-        lags = _lags(database_url)
-    finally:
-        for g in gens:
-            if g.poll() is None:
-                g.kill()
-        server.terminate()
+        return time.monotonic(), first_seen
+
+    def run_phases(self, events: int, paced_s: float) -> dict:
+        """Saturation (as fast as taken), paced at half that rate (lag), backlog drain."""
+        out = {}
+        self.broker.start()
         try:
-            server.wait(20)
+            self.start_server()
+            # 1. saturation
+            base = max(_count(self.url), 0)
+            gens = self.generators(events, 0)
+            t0 = self.go(gens)
+            done, _ = self.wait_stored(base + events)
+            out["max"] = {"events": events, "seconds": done - t0, "eps": events / (done - t0)}
+            _wait_all(gens)
+            # 2. paced below capacity, for the lag
+            rate = max(100, int(out["max"]["eps"] / 2))
+            n = max(GENERATORS, int(rate * paced_s)) // GENERATORS * GENERATORS
+            base, after_id = _count(self.url), _max_id(self.url)
+            gens = self.generators(n, rate)
+            self.go(gens)
+            self.wait_stored(base + n)
+            _wait_all(gens)
+            out["paced"] = {"events": n, "rate": rate, "lag_ms": _lags(self.url, after_id)}
+            # 3. a backlog published while the server is down (its session queues it), then drained
+            self.stop_server()
+            base = _count(self.url)
+            gens = self.generators(events, 0)
+            self.go(gens)
+            _wait_all(gens)
+            self.start_server()
+            done, (t_first, seen) = self.wait_stored(base + events, poll=0.1)
+            out["drain"] = {"events": events, "eps": (base + events - seen) / max(done - t_first, 1e-6)}
+        finally:
+            self.stop_server()
+            self.broker.cleanup()
+        return out
+
+
+def _wait_all(gens) -> None:
+    for g in gens:
+        try:
+            g.wait(120)
         except subprocess.TimeoutExpired:
-            server.kill()
-        broker.cleanup()
-    measured = total_measured if drain else total
-    return {"events": total, "seconds": elapsed, "eps": measured / elapsed, "lag_ms": lags}
+            g.kill()
 
 
 def _fresh_pg() -> str:
@@ -226,43 +284,37 @@ def _drop_pg(url: str) -> None:
 
 
 def run(args) -> BenchResult:
-    """Per backend: a saturation run (events/s), then a paced run at half that rate (lag)."""
+    """Per backend: saturation (events/s), paced at half that rate (lag), backlog drain."""
     quick = getattr(args, "quick", False)
-    events = 10_000 if quick else 40_000
+    events = 8_000 if quick else 20_000
+    paced_s = 5 if quick else 10
     rows, metrics = [], {}
     results = {}
     with tempfile.TemporaryDirectory(prefix="checkgate-bench-ingest-") as tmp:
         tmp = pathlib.Path(tmp)
         for name in ("sqlite", "postgres"):
-            runs = {}
-            for phase in ("max", "paced", "drain"):
-                work = tmp / f"{name}-{phase}"
-                work.mkdir()
-                rate = 0 if phase != "paced" else max(100, int(runs["max"]["eps"] / 2))
-                n = min(events // 2, rate * (10 if quick else 20)) if phase == "paced" else events
-                url = f"sqlite:///{work}/bench.sqlite3" if name == "sqlite" else _fresh_pg()
-                try:
-                    runs[phase] = run_one(url, n, work, 0 if phase == "drain" else rate, drain=phase == "drain")
-                    runs[phase]["rate"] = rate
-                finally:
-                    if name == "postgres":
-                        _drop_pg(url)
-            results[name] = runs
+            work = tmp / name
+            work.mkdir()
+            url = f"sqlite:///{work}/bench.sqlite3" if name == "sqlite" else _fresh_pg()
+            try:
+                results[name] = Pipeline(url, work).run_phases(events, paced_s)
+            finally:
+                if name == "postgres":
+                    _drop_pg(url)
     for name, runs in results.items():
-        top, paced = runs["max"], runs["paced"]
+        top, paced, drained = runs["max"], runs["paced"], runs["drain"]
         rows.append(Row(f"ingest {name}", "events/s", top["eps"], top["eps"],
                         note=f"{top['events']} events as fast as taken, {GATES} gates, {top['seconds']:.1f}s"))
         lags = paced["lag_ms"]
         rows.append(Row(f"ingest {name} lag", "ms", percentile(lags, 50), percentile(lags, 95),
                         note=f"received - decided at {paced['rate']} events/s offered ({paced['events']} events)"))
+        rows.append(Row(f"ingest {name} backlog drain", "events/s", drained["eps"], drained["eps"],
+                        note=f"{drained['events']} events queued while the server was down"))
         metrics[f"ingest_{name}_eps"] = round(top["eps"], 1)
         metrics[f"ingest_{name}_events"] = top["events"]
         metrics[f"ingest_{name}_lag_ms_p50"] = round(percentile(lags, 50), 1)
         metrics[f"ingest_{name}_lag_ms_p95"] = round(percentile(lags, 95), 1)
         metrics[f"ingest_{name}_lag_offered_eps"] = paced["rate"]
-        drained = runs["drain"]
-        rows.append(Row(f"ingest {name} backlog drain", "events/s", drained["eps"], drained["eps"],
-                        note=f"{drained['events']} events queued while the server was down"))
         metrics[f"ingest_{name}_drain_eps"] = round(drained["eps"], 1)
     return BenchResult(rows=rows, metrics=metrics)
 
