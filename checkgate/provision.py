@@ -12,8 +12,8 @@ One provisioning directory holds everything for a deployment:
 `provision broker` creates it; `provision gate` adds (or rotates, or revokes) a gate and
 `provision bridge` a district broker; both rewrite broker/passwd and broker/acl from the
 registry, so the broker's view of who may do what is always derived from one file. Gate
-users are `gate.<id>`, bridges `bridge.<name>`; a '.' cannot appear in a gate id, so no
-gate can ever be named like the server's or a bridge's user.
+users are `gate.<id>`, server instances `server.<n>`, bridges `bridge.<name>`; a '.' cannot
+appear in a gate id, so no gate can ever be named like a server's or a bridge's user.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_USAGE = 0, 1, 2
 REGISTRY_NAME = "registry.json"
-SERVER_USER = "server"
+SERVER_USER_PREFIX = "server."  # one broker user per server instance: server.1, server.2, ...
 GATE_USER_PREFIX = "gate."
 BRIDGE_USER_PREFIX = "bridge."
 DEFAULT_BROKER_INSTALL_DIR = "/etc/mosquitto/checkgate"
@@ -100,8 +100,10 @@ class BrokerSettings(StrictModel):
 
 
 class ServerInstance(StrictModel):
-    name: str
+    name: str  # server-N: its config is server/server-N.yaml
     client_id: str
+    user: str
+    password_hash: str
 
 
 class GateRecord(StrictModel):
@@ -124,7 +126,6 @@ class BridgeRecord(StrictModel):
 class Registry(StrictModel):
     schema_: str = Field("checkgate.provision/1", alias="schema")
     broker: BrokerSettings
-    server_password_hash: str
     servers: list[ServerInstance]
     server_install_dir: str = DEFAULT_SERVER_INSTALL_DIR
     gate_install_dir: str = DEFAULT_GATE_INSTALL_DIR  # may contain {gate}
@@ -179,11 +180,9 @@ def render_acl(registry: Registry) -> str:
         "# Anything not granted below is denied. Shared subscriptions ($share/<group>/...)",
         "# are checked against the topic after the group, so the server's read rule covers them.",
         "",
-        f"user {SERVER_USER}",
-        f"topic read {prefix}/gates/#",
-        f"topic readwrite {prefix}/control/#",
-        "",
     ]
+    for instance in registry.servers:
+        lines += [f"user {instance.user}", f"topic read {prefix}/gates/#", f"topic readwrite {prefix}/control/#", ""]
     for gate_id in sorted(registry.gates):
         lines += [
             f"user {gate_user(gate_id)}",
@@ -203,7 +202,7 @@ def render_acl(registry: Registry) -> str:
 
 
 def render_passwd(registry: Registry) -> str:
-    lines = [f"{SERVER_USER}:{registry.server_password_hash}"]
+    lines = [f"{instance.user}:{instance.password_hash}" for instance in registry.servers]
     for gate_id in sorted(registry.gates):
         record = registry.gates[gate_id]
         if record.auth == "password" and record.password_hash:
@@ -311,7 +310,7 @@ def server_config_document(registry: Registry, instance: ServerInstance, number:
         "mqtt": {
             "host": registry.server_broker_host or _mqtt_host(registry),
             "port": registry.broker.tls_port,
-            "username": SERVER_USER,
+            "username": instance.user,
             "password": password,
             "tls": True,
             "tls_ca": f"{inst}/ca.crt",
@@ -447,17 +446,17 @@ def provision_broker(out: pathlib.Path, *, hostnames: list[str], gates: list[str
 
     server_dir = out / "server"
     kid = _install_signing_key(out, server_dir, signing_key)
-    server_password = pki.new_password()
-    servers = [ServerInstance(name=f"server-{i}", client_id=f"checkgate-server-{i}")
-               for i in range(1, server_instances + 1)]
-    registry = Registry(broker=broker, server_password_hash=pki.mosquitto_password_hash(server_password),
-                        servers=servers, server_install_dir=server_install_dir, signing_kid=kid,
+    passwords = [pki.new_password() for _ in range(server_instances)]
+    servers = [ServerInstance(name=f"server-{i}", client_id=f"checkgate-server-{i}", user=f"{SERVER_USER_PREFIX}{i}",
+                              password_hash=pki.mosquitto_password_hash(password))
+               for i, password in enumerate(passwords, start=1)]
+    registry = Registry(broker=broker, servers=servers, server_install_dir=server_install_dir, signing_kid=kid,
                         gate_install_dir=gate_install_dir,
                         server_broker_host=server_broker_host, http_host=http_host,
                         http_base_port=http_base_port)
     (server_dir / "ca.crt").write_bytes(ca.cert_pem())
-    for number, instance in enumerate(servers, start=1):
-        doc = server_config_document(registry, instance, number, server_password, database_url)
+    for number, (instance, password) in enumerate(zip(servers, passwords, strict=True), start=1):
+        doc = server_config_document(registry, instance, number, password, database_url)
         pki.write_secret(server_dir / f"{instance.name}.yaml", _yaml(doc, f"server instance {instance.name}"))
 
     issued = [_add_gate(out, registry, ca, gate_id, gate_auth, gate_install_dir) for gate_id in gates]
@@ -557,6 +556,27 @@ def provision_bridge(out: pathlib.Path, name: str, gates: list[str], *,
     write_broker_files(out, registry)
     return {"bridge": name, "user": bridge_user(name), "gates": sorted(set(gates)), "bundle": str(bundle),
             "reload": reload_hint(registry, out)}
+
+
+def rotate_server_password(out: pathlib.Path, number: int) -> dict:
+    """A new broker password for server instance `number`; its server-N.yaml keeps every other edit."""
+    from checkgate import pki
+
+    registry = load_registry(out)
+    if not 1 <= number <= len(registry.servers):
+        raise ProvisionError(f"there is no server instance {number} (1..{len(registry.servers)})")
+    instance = registry.servers[number - 1]
+    path = out / "server" / f"{instance.name}.yaml"
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc["mqtt"]["password"] = password = pki.new_password()
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
+        raise ProvisionError(f"{path}: cannot update its mqtt.password ({err})") from None
+    instance.password_hash = pki.mosquitto_password_hash(password)
+    pki.write_secret(path, _yaml(doc, f"server instance {instance.name}"))
+    save_registry(out, registry)
+    write_broker_files(out, registry)
+    return {"server": instance.name, "user": instance.user, "config": str(path), "reload": reload_hint(registry, out)}
 
 
 def renew_broker_cert(out: pathlib.Path, hostnames: list[str] | None = None) -> dict:
@@ -736,6 +756,16 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_server(args: argparse.Namespace) -> int:
+    try:
+        result = rotate_server_password(pathlib.Path(args.out), args.number)
+    except ProvisionError as err:
+        return _fail(err)
+    _print(args, result, f"new broker password for {result['user']} in {result['config']}: install it on that "
+                         f"server and restart the instance; {result['reload']}")
+    return EXIT_OK
+
+
 def _cmd_renew(args: argparse.Namespace) -> int:
     try:
         result = renew_broker_cert(pathlib.Path(args.out), _split_list(args.hostname) or None)
@@ -767,7 +797,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                        for g, r in sorted(gates.items())) or "(no gates)"
     human += "".join(f"\nbridge {b}\t{','.join(r['gates'])}\t{r['created']}" for b, r in sorted(bridges.items()))
     _print(args, {"broker_cert_expires": broker_expires, "gates": gates, "bridges": bridges,
-                  "servers": [s.name for s in registry.servers]}, human)
+                  "servers": {s.name: {"user": s.user, "client_id": s.client_id} for s in registry.servers}}, human)
     return EXIT_OK
 
 
@@ -930,6 +960,13 @@ def register(subparsers) -> None:
     ck.add_argument("--timeout", type=float, default=10.0)
     ck.add_argument("--json", action="store_true")
     ck.set_defaults(func=_cmd_check)
+
+    sv = sub.add_parser("server", help="a new broker password for one server instance")
+    sv.add_argument("number", type=int, help="the instance number N (server-N.yaml)")
+    sv.add_argument("--out", required=True)
+    sv.add_argument("--rotate", action="store_true", required=True, help="issue the new password")
+    sv.add_argument("--json", action="store_true")
+    sv.set_defaults(func=_cmd_server)
 
     rn = sub.add_parser("renew", help="a new broker certificate from the same CA (gates keep their bundles)")
     rn.add_argument("--out", required=True)

@@ -484,6 +484,24 @@ def test_provision_check_confirms_a_working_bundle_and_names_what_is_wrong(deplo
     assert checkgate_main(["provision", "check", "--config", str(tmp_path / "broken.yaml")]) == 2
 
 
+def test_rotating_one_server_instance_password_leaves_the_others_alone(tmp_path):
+    dep = provision_deployment(tmp_path, extra=("--server-instances", "2"))
+    dep.start_broker()
+    try:
+        old = dep.server_mqtt(1)
+        assert dep.cli("server", "1", "--rotate") == 0
+        reload_broker(dep)
+        assert Probe("old-server-1", dep.tls_port, dep.ca, username=old["username"],
+                     password=old["password"]).connect().is_failure
+        for instance in (1, 2):  # the new password of instance 1, and instance 2 untouched
+            probe = dep.server_probe(instance)
+            assert not probe.connect().is_failure, instance
+            probe.close()
+        assert dep.cli("server", "3", "--rotate") == 2
+    finally:
+        dep.broker.cleanup()
+
+
 def test_renewed_broker_certificate_keeps_every_gate_working(deployment, capsys):
     from cryptography import x509
 

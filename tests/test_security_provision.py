@@ -80,7 +80,11 @@ def test_configs_match_the_daemons_own_models(out):
     assert {s.mqtt.client_id for s in servers} == {"checkgate-server-1", "checkgate-server-2"}
     assert {s.mqtt.share_group for s in servers} == {"checkgate-ingest"}
     assert {s.http.port for s in servers} == {8080, 8081}
-    assert servers[0].mqtt.tls and servers[0].mqtt.username == "server"
+    assert servers[0].mqtt.tls and [s.mqtt.username for s in servers] == ["server.1", "server.2"]
+    acl = (out / "broker" / "acl").read_text()
+    for user in ("server.1", "server.2"):  # each instance its own user, with the same rights
+        block = acl.split(f"user {user}\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        assert block == ["topic read checkgate/v1/gates/#", "topic readwrite checkgate/v1/control/#"]
 
 
 def test_gates_trust_the_server_signing_key(out):
