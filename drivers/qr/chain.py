@@ -1,14 +1,22 @@
 """The gate's QR decoding chain: one object per camera thread, also behind `checkgate scan`.
 
-    frame -> grayscale -> region of interest -> downscale to `max_side`
-          -> zxing-cpp (QR only, plain text mode: no GS1 rewriting)
-          -> on a miss, every n-th time: pyzbar on the same gray image (binary mode)
-          -> single images only: pyzbar on a lightly blurred copy (screen moire, print dots)
+Live frames (`decode(frame)`), the daemon's loop at 10-30 fps:
 
-Why this order (numbers in docs/camera.md): zxing-cpp reads the most codes and is the
-cheapest on frames with nothing in them; pyzbar reads a few photos zxing-cpp misses but
-costs several times more, so the live loop runs it only on every n-th idle frame. On
-32-bit ARM, where zxing-cpp has no wheel, pyzbar alone is the chain.
+    frame -> grayscale -> region of interest -> downscale to `max_side`
+          -> zxing-cpp on the image as it is (QR only, plain text mode: no GS1 rewriting)
+          -> on every `secondary_every`-th frame in a row without a code, ONE extra pass,
+             in turn: zxing-cpp on the inverted image (dark-mode screens), then pyzbar
+             on a half-size copy (a few damaged or odd prints zxing-cpp misses)
+
+Still images (`decode(frame, thorough=True)`, `checkgate scan`, `verify --image`) run
+every pass at once: zxing-cpp with its inverted and downscaled retries, pyzbar at full
+size, pyzbar on a lightly blurred copy.
+
+Why (numbers in docs/camera.md): zxing-cpp reads the most codes and is the cheapest on
+frames with nothing in them; the inverted retry doubles its cost and pyzbar costs ten
+times more on a busy empty scene, so the live loop spreads them over idle frames
+instead of paying for them on every frame. On 32-bit ARM, where zxing-cpp has no wheel,
+pyzbar alone is the chain and runs on every frame.
 """
 
 from __future__ import annotations
@@ -46,8 +54,9 @@ class QrConfig(StrictModel):
 
     max_side: int = Field(1280, ge=64)  # larger frames are downscaled first (a 4K photo wastes time)
     roi: tuple[int, int, int, int] | None = None  # x, y, w, h (pixels) where people hold codes
-    try_invert: bool = True  # light-on-dark codes: phones in dark mode, some printed passes
-    fallback_every: int = Field(4, ge=0)  # pyzbar on every n-th consecutive empty frame (0: never)
+    try_invert: bool = True  # look for light-on-dark codes too: phones in dark mode, some passes
+    secondary_every: int = Field(3, ge=0)  # one extra pass on every n-th empty frame in a row (0: never)
+    zbar_scale: float = Field(0.5, gt=0, le=1)  # live frames: pyzbar on a copy this size (its cost ~ pixels)
     max_payload_bytes: int = Field(4096, ge=1)  # longer payloads are rejected, never passed on
 
     @field_validator("roi")
@@ -89,18 +98,19 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
 
 
 class ZxingReader:
-    """zxing-cpp, QR only, plain text mode (payload text as encoded, no GS1/HRI rewriting)."""
+    """zxing-cpp, QR only, plain text mode (payload text as encoded, no GS1/HRI rewriting).
+    `thorough` adds its inverted and downscaled retries (used for still images)."""
 
     name = "zxing-cpp"
 
-    def __init__(self, try_invert: bool = True):
-        self.try_invert = try_invert
+    def __init__(self, thorough: bool = False):
+        self.thorough = thorough
 
     def read(self, gray: np.ndarray) -> list[DecodedCode]:
         found = zxingcpp.read_barcodes(
             gray, formats=zxingcpp.BarcodeFormat.QRCode, text_mode=zxingcpp.TextMode.Plain,
             try_rotate=False,  # QR finders are rotation-invariant; the rotated pass only costs time
-            try_invert=self.try_invert, try_downscale=True)
+            try_invert=self.thorough, try_downscale=self.thorough)
         out = []
         for r in found:
             if not r.valid:
@@ -163,11 +173,17 @@ class QrDecoder:
 
     def __init__(self, config: QrConfig | None = None, *, use_zxing: bool = True, use_zbar: bool = True):
         self.config = config or QrConfig()
-        self.primary = ZxingReader(self.config.try_invert) if use_zxing and zxingcpp is not None else None
+        have_zxing = use_zxing and zxingcpp is not None
+        self.primary = ZxingReader() if have_zxing else None
+        self.still = ZxingReader(thorough=True) if have_zxing else None
         self.fallback = ZbarReader() if use_zbar and _zbar is not None else None
         if self.primary is None and self.fallback is None:
             raise RuntimeError("no QR decoder available: install zxing-cpp, or libzbar0 and pyzbar")
-        self._misses = 0  # consecutive frames with nothing found: paces the fallback
+        # the extra passes the live loop takes turns with on idle frames
+        self._rotation = [name for name, usable in (("inverted", have_zxing and self.config.try_invert),
+                                                    ("pyzbar", self.fallback is not None)) if usable]
+        self._empty_run = 0  # frames in a row where nothing was found: paces the extra passes
+        self.last_pass = ""  # which pass found the codes of the last frame (benchmarks, logs)
 
     def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, int, int, float]:
         """Gray, cropped and downscaled image plus the offset and scale back to frame pixels."""
@@ -188,24 +204,62 @@ class QrDecoder:
         return np.ascontiguousarray(gray), x0, y0, scale
 
     def decode(self, frame: np.ndarray, thorough: bool = False) -> list[DecodedCode]:
-        """Codes in `frame` (BGR/BGRA/gray uint8). `thorough`: a single still image, try everything."""
+        """Codes in `frame` (BGR/BGRA/gray uint8). `thorough`: a single still image, try every pass."""
         gray, x0, y0, scale = self.prepare(frame)
-        codes = self._run(self.primary, gray) if self.primary is not None else []
-        if not codes and self.fallback is not None and self._fallback_due(thorough):
-            codes = self._run(self.fallback, gray)
-            if not codes and thorough:
+        if thorough:
+            codes, scale_back = self._still(gray), 1.0
+        else:
+            codes, scale_back = self._live(gray)
+        return self._accept(codes, x0, y0, scale * scale_back)
+
+    def _live(self, gray: np.ndarray) -> tuple[list[DecodedCode], float]:
+        if self.primary is None:  # pyzbar is the whole chain here: full size, every frame
+            self.last_pass = "pyzbar"
+            return self._run(self.fallback, gray), 1.0
+        codes, self.last_pass = self._run(self.primary, gray), "zxing-cpp"
+        if codes:
+            self._empty_run = 0
+            return codes, 1.0
+        self._empty_run += 1
+        every = self.config.secondary_every
+        if not every or not self._rotation or self._empty_run % every:
+            return [], 1.0
+        extra = self._rotation[(self._empty_run // every - 1) % len(self._rotation)]
+        self.last_pass = extra
+        scale_back = 1.0
+        if extra == "inverted":
+            import cv2
+
+            codes = self._run(self.primary, cv2.bitwise_not(gray))
+        else:
+            small = gray
+            if self.config.zbar_scale < 1.0:
                 import cv2
 
-                # a light blur merges print dots and screen moire that break zbar's scan lines
-                codes = self._run(self.fallback, cv2.GaussianBlur(gray, (3, 3), 0))
-        self._misses = 0 if codes else self._misses + 1
-        return self._accept(codes, x0, y0, scale)
+                scale_back = self.config.zbar_scale
+                small = cv2.resize(gray, None, fx=scale_back, fy=scale_back, interpolation=cv2.INTER_AREA)
+            codes = self._run(self.fallback, small)
+        if codes:
+            self._empty_run = 0
+        return codes, scale_back
 
-    def _fallback_due(self, thorough: bool) -> bool:
-        if thorough or self.primary is None:
-            return True
-        every = self.config.fallback_every
-        return every > 0 and self._misses % every == every - 1
+    def _still(self, gray: np.ndarray) -> list[DecodedCode]:
+        if self.still is not None:
+            codes = self._run(self.still, gray)
+            if codes:
+                self.last_pass = "zxing-cpp"
+                return codes
+        if self.fallback is None:
+            return []
+        self.last_pass = "pyzbar"
+        codes = self._run(self.fallback, gray)
+        if not codes:
+            import cv2
+
+            # a light blur merges print dots and screen moire that break zbar's scan lines
+            self.last_pass = "pyzbar-blurred"
+            codes = self._run(self.fallback, cv2.GaussianBlur(gray, (3, 3), 0))
+        return codes
 
     @staticmethod
     def _run(reader, gray: np.ndarray) -> list[DecodedCode]:
@@ -223,7 +277,7 @@ class QrDecoder:
                 logger.warning("rejected a QR payload of %d bytes (limit %d)", len(code.raw),
                                self.config.max_payload_bytes)
                 continue
-            if code.raw in seen:  # one symbol found by two passes (normal and inverted)
+            if code.raw in seen:  # one symbol found twice (normal and inverted retries)
                 continue
             seen.add(code.raw)
             if x0 or y0 or scale != 1.0:

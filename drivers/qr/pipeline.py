@@ -40,7 +40,8 @@ class ScanLoop:
         self.deduper = deduper or CodeDeduper()
         self.stop_event = stop_event or threading.Event()
         self.frames = 0
-        self.busy_s = 0.0  # time spent decoding: the loop's CPU share is busy_s / wall time
+        self.busy_s = 0.0  # wall time spent decoding
+        self.cpu_s = 0.0  # CPU time of this thread spent decoding: its share of one core
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -59,7 +60,7 @@ class ScanLoop:
             if frame is None or frame.seq == last_seq:
                 continue
             last_seq = frame.seq
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 codes = self.decoder.decode(frame.image)
             except ValueError as err:  # a malformed frame from a driver: skip it, say why
@@ -68,6 +69,7 @@ class ScanLoop:
             elapsed = time.perf_counter() - t0
             self.frames += 1
             self.busy_s += elapsed
+            self.cpu_s += time.thread_time() - c0
             fresh = self.deduper.fresh(codes, frame.ts)
             if fresh:
                 result = ScanResult(fresh, frame.seq, frame.ts, time.monotonic(), elapsed * 1000, frame.meta)
