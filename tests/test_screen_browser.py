@@ -389,3 +389,18 @@ def test_odd_events_from_a_newer_gate_still_render_without_errors(screen, open_p
     assert page.text("#cred-status") == "status unknown" and page.text("#cred-kind") == "Code"
     assert page.text("#temp-value") == "no temperature"
     assert page.errors == []
+
+
+def test_a_due_recheck_timer_chimes_once(screen, open_page):
+    page = open_page(screen.url, lang="en")
+    api = page.page.request  # shares the page's cookies: signed in for the page too
+    assert api.post(f"{screen.url}/api/session", data={"operator": "v01", "pin": PIN}).ok
+    assert api.post(f"{screen.url}/api/recheck", data={"label": "green hat", "minutes": 0.02}).status == 201
+    page.page.wait_for_selector("#timers li.due:has-text('green hat')", timeout=5000)
+    assert "due now" in page.text("#timers")
+    wait_until(lambda: page.page.evaluate("window.checkgateScreen.sounded") == ["recheck"], 3,
+               message="the recheck chime")
+    page.page.click("#timers li button")  # done
+    page.page.wait_for_selector("#timers li.none", timeout=2000)
+    assert page.page.evaluate("window.checkgateScreen.alarms") == ["recheck"]
+    assert page.errors == []

@@ -229,7 +229,7 @@ def create_app(daemon, *, should_exit=lambda: False):
         async def messages():
             try:
                 yield "retry: 1000\n\n"
-                yield _sse(hub.snapshot())
+                yield _sse({**hub.snapshot(), "operator": operator_of(request)})
                 idle = 0.0
                 while not (hub.closing or should_exit()):
                     try:

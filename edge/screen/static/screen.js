@@ -238,6 +238,7 @@
     for (const timer of timers) {
       const li = document.createElement("li");
       li.dataset.due = String(timer.due);
+      li.dataset.id = String(timer.id);
       const label = document.createElement("span");
       label.className = "label";
       label.textContent = timer.label || "#" + timer.id;
@@ -267,6 +268,10 @@
     for (const li of $("timers").querySelectorAll("li[data-due]")) {
       const left = Number(li.dataset.due) * 1000 - now;
       li.classList.toggle("due", left <= 0);
+      if (left <= 0 && !announcedDue.has(li.dataset.id)) {
+        announcedDue.add(li.dataset.id);
+        alarm("recheck");
+      }
       li.querySelector(".left").textContent = left <= 0 ? t("recheck.due") : t("recheck.left", { time: mmss(left / 1000) });
     }
     const nowStale = Boolean(lastEvent) && (stale || now - lastEventAt > RESULT_HOLD_MS);
@@ -286,7 +291,9 @@
     fever: new Audio("/static/alarm-fever.wav"),
     code: new Audio("/static/alarm-code.wav"),
     fault: new Audio("/static/alarm-fault.wav"),
+    recheck: new Audio("/static/chime-recheck.wav"),
   };
+  const announcedDue = new Set(); // recheck timers already chimed for
 
   function alarm(kind) {
     window.checkgateScreen.alarms.push(kind);
@@ -356,6 +363,7 @@
 
   function handle(msg) {
     if (msg.type === "snapshot") {
+      if ("operator" in msg) { operator = msg.operator; renderOperator(); } // e.g. the shift ended meanwhile
       const shown = (msg.events || []).filter(isShown);
       if (shown.length) {
         lastEvent = shown[shown.length - 1];
@@ -577,8 +585,13 @@
   }
 
   async function finishTimer(id) {
-    if (!operator) return openSignIn(() => finishTimer(id));
-    try { await post("/api/recheck/" + id, undefined, "DELETE"); } catch (err) { /* stays listed; retry later */ }
+    let res = null;
+    try { res = await post("/api/recheck/" + id, undefined, "DELETE"); } catch (err) { return; } // stays listed
+    if (res.status === 401) {
+      operator = null;
+      renderOperator();
+      openSignIn(() => finishTimer(id));
+    }
   }
 
   function buildKeypad() {
