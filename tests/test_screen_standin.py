@@ -333,3 +333,19 @@ def test_live_streams_are_capped(daemon, monkeypatch):
     with client_for(daemon) as client:
         res = client.get("/api/stream")
         assert res.status_code == 503 and res.json()["error"] == "too_many_screens"
+
+
+def test_a_taken_port_is_logged_and_does_not_stop_the_gate(tmp_path, caplog):
+    import socket
+
+    from edge.screen.app import start_screen_server
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        daemon = StandInDaemon(tmp_path, port=taken.getsockname()[1])
+        server = start_screen_server(daemon, ready_timeout=5)
+        server.thread.join(5)
+    assert not server.started and not server.thread.is_alive()
+    assert any("could not listen" in r.getMessage() for r in caplog.records)
+    assert daemon._listeners == []  # nothing left hooked into the daemon
