@@ -46,7 +46,7 @@ def local_checkgate() -> str:
 @pytest.fixture
 def unit_copies(tmp_path) -> pathlib.Path:
     """The units with only the install path of checkgate pointed at this checkout's."""
-    for unit in UNITS.glob("*.service"):
+    for unit in [*UNITS.glob("*.service"), *UNITS.glob("*.timer")]:
         text = unit.read_text().replace(INSTALLED_CHECKGATE, local_checkgate())
         name = unit.name.replace("@.service", "@1.service")  # verify an instance of the template
         (tmp_path / name).write_text(text)
@@ -67,8 +67,8 @@ def exec_args(line: str) -> list[str]:
 
 
 def test_systemd_verifies_every_unit_without_a_warning(unit_copies):
-    units = sorted(str(p) for p in unit_copies.glob("*.service"))
-    assert len(units) == 3
+    units = sorted(str(p) for p in [*unit_copies.glob("*.service"), *unit_copies.glob("*.timer")])
+    assert len(units) == 5
     result = subprocess.run([systemd_analyze(), "verify", "--man=no", *units],
                             capture_output=True, text=True, cwd=unit_copies, timeout=60)
     # verify exits 0 on unknown keys and bad values too, printing them: treat any output as failure
@@ -120,6 +120,14 @@ def test_server_units_migrate_once_before_any_instance_starts():
     assert mig_args[:2] == ["server", "migrate"] and build_parser().parse_args(mig_args).config
     run_args = exec_args(server["Service"]["ExecStart"])
     assert run_args[:2] == ["server", "run"] and build_parser().parse_args(run_args).config.endswith("server-1.yaml")
+
+
+def test_backup_runs_nightly_and_keeps_two_weeks():
+    service, timer = read_unit(UNITS / "checkgate-backup.service"), read_unit(UNITS / "checkgate-backup.timer")
+    assert timer["Timer"]["OnCalendar"].endswith("03:30:00") and timer["Timer"]["Persistent"] == "true"
+    assert "pg_dump --format=custom" in service["Service"]["ExecStart"]
+    assert "-mtime +14 -delete" in service["Service"]["ExecStartPost"]
+    assert service["Service"]["StateDirectory"] == "checkgate-backups"
 
 
 def test_mosquitto_drop_in_runs_the_provisioned_config():
