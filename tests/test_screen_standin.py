@@ -349,3 +349,38 @@ def test_a_taken_port_is_logged_and_does_not_stop_the_gate(tmp_path, caplog):
     assert not server.started and not server.thread.is_alive()
     assert any("could not listen" in r.getMessage() for r in caplog.records)
     assert daemon._listeners == []  # nothing left hooked into the daemon
+
+
+def test_arbitrary_request_bodies_never_crash_the_screen(daemon):
+    """Random JSON (and non-JSON) at every write route: a clear 4xx, never a server error."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                               lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                               max_leaves=12)
+    bodies = json_values | st.fixed_dictionaries({}, optional={
+        "operator": st.text(max_size=80), "pin": st.text(max_size=80), "outcome": st.sampled_from(["pass", "deny", "x"]),
+        "reason": st.text(max_size=70), "note": st.text(max_size=220), "label": st.text(max_size=50),
+        "minutes": st.floats(allow_nan=False) | st.integers()})
+
+    with client_for(daemon) as client:
+        sign_in(client)
+        before = len(daemon.actions)
+
+        @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+        @given(route=st.sampled_from(["/api/session", "/api/override", "/api/recheck"]), body=bodies,
+               raw=st.booleans())
+        def check(route, body, raw):
+            if raw:
+                res = client.post(route, content=json.dumps(body).encode()[::-1] or b"{",
+                                  headers={"Content-Type": "application/json"})
+            else:
+                res = client.post(route, json=body)
+            assert res.status_code < 500, (route, body, res.text)
+            if res.status_code >= 400:
+                assert res.json().get("error"), res.text  # always a named reason
+
+        check()
+        accepted = daemon.actions[before:]
+        assert all(a["operator"] == "v01" for a in accepted)  # nothing recorded under another id
