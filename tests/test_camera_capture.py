@@ -139,3 +139,68 @@ def test_stop_returns_even_while_a_read_hangs():
     stopper.start()
     stopper.join(3)
     assert not stopper.is_alive()
+
+
+class MjpegServer:
+    """A real HTTP MJPEG stream (multipart/x-mixed-replace), like an IP camera's, on loopback."""
+
+    def __init__(self, jpeg: bytes, port: int = 0, fps: float = 20):
+        import http.server
+        import socketserver
+
+        self.jpeg, self.period = jpeg, 1 / fps
+        self.frozen = threading.Event()
+        self.closing = threading.Event()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    while not owner.closing.is_set():
+                        if not owner.frozen.is_set():
+                            part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(
+                                owner.jpeg)
+                            self.wfile.write(part + owner.jpeg + b"\r\n")
+                        owner.closing.wait(owner.period)  # the stream's own frame clock
+                except OSError:
+                    pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_http_stream_freeze_and_outage_are_recovered(started):
+    jpeg = cv2.imencode(".jpg", code_frame("CG1:stream"))[1].tobytes()
+    server = MjpegServer(jpeg)
+    try:
+        cam = started(open_camera(f"http://127.0.0.1:{server.port}/stream.mjpg", 640, 480, 20, **FAST))
+        wait_until(lambda: cam.health()["state"] == "ok", 10, message="stream frames")
+        assert [c.text for c in QrDecoder().decode(cam.latest(0.5).image)] == ["CG1:stream"]
+        server.frozen.set()  # connection open, no more frames: read() blocks
+        wait_until(lambda: cam.health()["state"] == "stalled", 5, message="frozen stream detected")
+        server.frozen.clear()
+        wait_until(lambda: cam.health()["state"] == "ok", 10, message="stream back after the freeze")
+        port = server.port
+        server.close()  # the camera goes off the network
+        wait_until(lambda: cam.health()["state"] in ("disconnected", "stalled"), 10, message="outage reported")
+        server = MjpegServer(jpeg, port=port)
+        wait_until(lambda: cam.health()["state"] == "ok", 15, message="stream picked up again")
+        assert cam.restarts >= 2
+    finally:
+        server.close()
