@@ -150,8 +150,9 @@ def frame_times(quick: bool) -> tuple[list[Row], dict]:
     sim_code = []
     for person in range(10 if quick else 40):
         cam.show_code(f"CG1:bench-person-{person:04d}-" + "6BFOXN*TS0BI$ZD.P9UOL97O4-2HH77" * 3)
-        sim_code += [cam.render(cam._scene) for _ in range(3)]
-    empty = [cam.render(None) for _ in range(40)]
+        sim_code += [cam.snapshot() for _ in range(3)]
+    cam.show_nothing()
+    empty = [cam.snapshot() for _ in range(40)]
     rng = np.random.default_rng(3)
     empty += [cv2.cvtColor(cv2.GaussianBlur(rng.integers(0, 256, (480, 640), dtype=np.uint8), (0, 0), 3),
                            cv2.COLOR_GRAY2BGR) for _ in range(20)]

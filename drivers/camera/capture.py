@@ -132,6 +132,8 @@ class FrameSource:
                 self._cond.wait(left)
             frame = self._latest
             if frame is not None:
+                if len(self._returned) > 64 and me not in self._returned:
+                    self._returned.clear()  # consumers come and go (thread pools): forget old ones
                 self._returned[me] = frame.seq
             return frame
 

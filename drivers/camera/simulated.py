@@ -164,6 +164,12 @@ class SimulatedCamera(FrameSource):
         return f"simulated {self.width}x{self.height}@{self.fps:g}"
 
     # -- rendering -------------------------------------------------------------------------
+    def snapshot(self) -> np.ndarray:
+        """A frame of what is shown now, rendered on the caller's thread (tests, benchmarks)."""
+        with self._scene_lock:
+            scene = self._scene
+        return self.render(scene)
+
     def render(self, scene: _Scene | None) -> np.ndarray:
         """One BGR frame of `scene` (None: the empty gate)."""
         cv2 = self._cv2

@@ -3,21 +3,34 @@
 `QrDecoder` is the one chain used by the daemon and by `checkgate scan`; `CodeDeduper`
 turns "seen in 30 consecutive frames" into "reported once"; see drivers/qr/chain.py for
 the order of decoders and docs/camera.md for the measurements behind it.
+
+Names are loaded on first use, so that importing `drivers.qr.cli` for `checkgate --help`
+does not load numpy, zxing-cpp and libzbar.
 """
 
 from __future__ import annotations
 
-from drivers.qr.chain import (
-    DecodedCode,
-    QrConfig,
-    QrDecoder,
-    backends_available,
-    decode_file,
-    read_image,
-    to_gray,
-)
-from drivers.qr.dedupe import CodeDeduper
-from drivers.qr.text import bytes_to_text
+import importlib
 
-__all__ = ["CodeDeduper", "DecodedCode", "QrConfig", "QrDecoder", "backends_available", "bytes_to_text",
-           "decode_file", "read_image", "to_gray"]
+_EXPORTS = {
+    "DecodedCode": "drivers.qr.chain",
+    "QrConfig": "drivers.qr.chain",
+    "QrDecoder": "drivers.qr.chain",
+    "backends_available": "drivers.qr.chain",
+    "decode_file": "drivers.qr.chain",
+    "read_image": "drivers.qr.chain",
+    "to_gray": "drivers.qr.chain",
+    "CodeDeduper": "drivers.qr.dedupe",
+    "bytes_to_text": "drivers.qr.text",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'drivers.qr' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
