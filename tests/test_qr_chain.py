@@ -246,3 +246,56 @@ def test_deduper_memory_stays_bounded():
     for i in range(5000):
         dedupe.fresh([code(f"CG1:{i}".encode())], now=float(i))
     assert len(dedupe._reported) <= 600
+
+
+def test_binary_payload_bytes_are_kept_exactly(decoder):
+    payload = bytes(range(256))  # every byte value, not text in any charset
+    canvas = np.full((480, 640), 230, np.uint8)
+    code = qr_image(payload, module_px=3)
+    canvas[20:20 + code.shape[0], 20:20 + code.shape[1]] = code
+    for chain in (decoder, QrDecoder(use_zxing=False)):
+        codes = chain.decode(canvas, thorough=True)
+        assert [c.raw for c in codes] == [payload], chain.fallback
+        assert "\ufffd" not in codes[0].text  # never a replacement character hiding bytes
+
+
+def test_pyzbar_alone_is_a_working_live_chain():
+    from drivers.camera.simulated import SimulatedCamera
+
+    decoder = QrDecoder(use_zxing=False)  # 32-bit ARM: no zxing-cpp wheel
+    cam = SimulatedCamera(seed=4)
+    read = 0
+    for person in range(10):
+        cam.show_code(f"CG1:armv7-{person}", style="paper")
+        texts = [c.text for c in decoder.decode(cam.snapshot())]
+        assert texts in ([], [f"CG1:armv7-{person}"])
+        read += bool(texts)
+    assert read >= 8
+    cam.show_nothing()
+    assert decoder.decode(cam.snapshot()) == []
+
+
+def test_garbled_image_files_never_crash_the_scan(tmp_path, capsys):
+    from checkgate.cli import main
+
+    rng = np.random.default_rng(9)
+    ok = tmp_path / "ok.png"
+    cv2.imwrite(str(ok), qr_image("CG1:fine"))
+    good = ok.read_bytes()
+    paths = []
+    for i in range(15):  # truncated and bit-flipped copies of a real PNG, and plain noise
+        data = bytearray(good[: rng.integers(8, len(good))]) if i % 3 == 0 else bytearray(good)
+        if i % 3 == 1:
+            for pos in rng.integers(0, len(data), 20):
+                data[pos] ^= 0xFF
+        if i % 3 == 2:
+            data = bytearray(rng.integers(0, 256, 2000, dtype=np.uint8).tobytes())
+        path = tmp_path / f"bad{i}.png"
+        path.write_bytes(bytes(data))
+        paths.append(str(path))
+    assert main(["scan", "--json", *paths]) in (1, 2)
+    import json
+
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["file"] for r in records] == paths  # every file answered, each with codes or an error
+    assert all("error" in r or isinstance(r["codes"], list) for r in records)
