@@ -417,6 +417,8 @@ def list_alerts(store: StoreDep, user: UserDep, after_id: Annotated[int, Query(g
                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict:
     """Fever and forged-code events after `after_id` (poll with the returned last_id)."""
     rows = store.alerts_after(after_id, limit) if after_id else list(reversed(_recent_alerts(store, limit)))
+    if user.sees_personal and rows:
+        store.audit(user.username, "view_alerts", None, {"rows": len(rows)})
     return {"items": [event_public(r, user.sees_personal) for r in rows],
             "last_id": rows[-1].id if rows else (after_id or store.last_event_id())}
 
@@ -436,6 +438,8 @@ async def alert_stream(request: Request, store: StoreDep, user: UserDep,
     server instance on the shared subscription.
     """
     personal = user.sees_personal
+    if personal:
+        await run_in_threadpool(store.audit, user.username, "watch_alerts", None)
     start_id = await run_in_threadpool(store.last_event_id)
     deadline = time.monotonic() + duration_s
 
@@ -476,6 +480,8 @@ class DeadLettersOut(BaseModel):
 def list_dead_letters(store: StoreDep, user: UserDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
     """Messages the ingest rejected, with the reason (payloads for administrators only)."""
     items = []
+    if user.sees_personal:
+        store.audit(user.username, "view_dead_letters", None, {"limit": limit})
     for r in store.dead_letters(limit):
         item = {"id": r.id, "received_at": r.received_at.isoformat(timespec="seconds") + "Z", "topic": r.topic,
                 "reason": r.reason}

@@ -187,6 +187,8 @@ def overview(request: Request):
     data = overview_data(store)
     alerts, _ = store.search_events(alert=True, since=_local_midnight_utc(store), limit=20)
     rows, _ = store.search_events(limit=15)
+    if user.sees_personal:
+        store.audit(user.username, "view_overview", "page")
     return render(request, "overview.html", user, data=data, labels=reason_labels(lang),
                   alerts=[event_public(r, user.sees_personal) for r in alerts],
                   events=[event_public(r, user.sees_personal) for r in rows],
