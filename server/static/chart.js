@@ -25,11 +25,15 @@
     var barW = n ? plotW / n : plotW;
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+    var shown = {};
     [0, 0.5, 1].forEach(function (f) {
-      var y = pad.top + plotH * (1 - f);
+      var label = Math.round(max * f);
+      if (shown[label]) return;  // small maxima: no repeated tick labels
+      shown[label] = true;
+      var y = pad.top + plotH * (1 - label / max);
       el("line", { x1: pad.left, x2: width - pad.right, y1: y, y2: y, stroke: "#e3e6ea" }, svg);
       el("text", { x: pad.left - 4, y: y + 4, "text-anchor": "end", "font-size": 10, fill: "#555" }, svg)
-        .textContent = Math.round(max * f);
+        .textContent = label;
     });
     data.labels.forEach(function (label, i) {
       var y = pad.top + plotH;
