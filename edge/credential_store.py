@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import pathlib
 import threading
 
@@ -19,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 class CredentialStore:
-    def __init__(self, section, base_dir: pathlib.Path, max_status_age_s: float | None = None):
+    def __init__(self, section, base_dir: pathlib.Path, max_status_age_s: float | None = None,
+                 state_dir: pathlib.Path | None = None):
         from edge.credentials import keys as keyfiles
         from edge.credentials.allowlist import AllowList
         from edge.credentials.status import StatusList
@@ -44,6 +46,9 @@ class CredentialStore:
         self.config_doc = None
         self.rejected: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._held: dict[str, bytes] = {}  # the accepted document bytes, per kind
+        self.state_dir = state_dir
+        self._restore()
 
     def verify(self, payload: str, now: dt.datetime):
         return self.verifier.verify(payload, now)
@@ -59,35 +64,87 @@ class CredentialStore:
 
     def apply_control(self, topic: str, payload: bytes) -> str:
         """Verify and apply one control document; returns what happened (for logs/health)."""
+        if topic == protocol.STATUS_TOPIC:
+            kind = "status"
+        elif topic == protocol.TRUST_TOPIC:
+            kind = "trust"
+        elif topic.startswith(f"{protocol.PREFIX}/control/") and topic.endswith("/config"):
+            kind = "config"
+        else:
+            return "ignored: not a control topic"
+        if not payload:
+            return "empty (retained message cleared); kept current list"
+        with self._lock:
+            if self._held.get(kind) == payload:
+                return f"unchanged: {kind} v{self._held_version(kind)} already applied"
+            return self._apply(kind, payload, persist=True)
+
+    def _held_version(self, kind: str):
+        doc = {"status": self.status, "trust": self.trust, "config": self.config_doc}[kind]
+        return getattr(doc, "version", None)
+
+    def _apply(self, kind: str, payload: bytes, persist: bool) -> str:
         from edge.credentials.signed import DocumentRejected, verify_document
         from edge.credentials.status import StatusList
         from edge.credentials.trust import TrustList
 
-        if not payload:
-            return "empty (retained message cleared); kept current list"
-        with self._lock:
+        try:
+            if kind == "status":
+                current = self.status.version + 1 if self.status is not None else None
+                new = StatusList.from_document(payload, self.control_keys, min_version=current)
+                self.status = new
+                self.verifier.set_status(new)
+                result = f"status list v{new.version} applied ({len(new)} entries)"
+            elif kind == "trust":
+                current = self.trust.version + 1 if self.trust.version is not None else None
+                new = TrustList.from_document(payload, self.control_keys, min_version=current)
+                if len(new) == 0:
+                    raise DocumentRejected("trust list with no keys")
+                self.trust = new
+                self.verifier.set_trust(new)
+                result = f"trust list v{new.version} applied ({len(new)} keys)"
+            else:
+                current = self.config_doc.version + 1 if self.config_doc else None
+                self.config_doc = verify_document(payload, self.control_keys, "config", current)
+                result = f"config v{self.config_doc.version} accepted"
+        except (DocumentRejected, ValueError) as err:
+            reason = getattr(err, "reason", None) or str(err)
+            self.rejected[reason[:60]] = self.rejected.get(reason[:60], 0) + 1
+            logger.warning("control document (%s) rejected: %s", kind, reason)
+            return f"rejected: {reason}"
+        self._held[kind] = payload
+        if persist:
+            self._save(kind, payload)
+        return result
+
+    # -- the newest accepted documents survive a restart ---------------------------------
+    # Without this, a restarted gate would accept any validly signed list first, including
+    # an older one put back as the retained message (un-revoking passes).
+
+    def _save(self, kind: str, payload: bytes) -> None:
+        if self.state_dir is None:
+            return
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_dir / f"{kind}.signed.tmp"
+            with open(tmp, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self.state_dir / f"{kind}.signed")
+        except OSError as err:
+            logger.error("cannot keep the %s document on disk: %s", kind, err)
+
+    def _restore(self) -> None:
+        if self.state_dir is None:
+            return
+        for kind in ("trust", "status", "config"):
+            path = self.state_dir / f"{kind}.signed"
+            if not path.exists():
+                continue
             try:
-                if topic == protocol.STATUS_TOPIC:
-                    current = self.status.version + 1 if self.status is not None else None
-                    new = StatusList.from_document(payload, self.control_keys, min_version=current)
-                    self.status = new
-                    self.verifier.set_status(new)
-                    return f"status list v{new.version} applied ({len(new)} entries)"
-                if topic == protocol.TRUST_TOPIC:
-                    current = self.trust.version + 1 if self.trust.version is not None else None
-                    new = TrustList.from_document(payload, self.control_keys, min_version=current)
-                    if len(new) == 0:
-                        raise DocumentRejected("trust list with no keys")
-                    self.trust = new
-                    self.verifier.set_trust(new)
-                    return f"trust list v{new.version} applied ({len(new)} keys)"
-                if topic.endswith("/config"):
-                    current = self.config_doc.version + 1 if self.config_doc else None
-                    self.config_doc = verify_document(payload, self.control_keys, "config", current)
-                    return f"config v{self.config_doc.version} accepted"
-                return "ignored: not a control topic"
-            except (DocumentRejected, ValueError) as err:
-                reason = getattr(err, "reason", None) or str(err)
-                self.rejected[reason[:60]] = self.rejected.get(reason[:60], 0) + 1
-                logger.warning("control document on %s rejected: %s", topic, reason)
-                return f"rejected: {reason}"
+                payload = path.read_bytes()
+            except OSError as err:
+                logger.error("cannot read the kept %s document: %s", kind, err)
+                continue
+            logger.info("restored %s document: %s", kind, self._apply(kind, payload, persist=False))

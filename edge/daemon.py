@@ -113,6 +113,8 @@ class EdgeDaemon:
         self.policy, self.decide_fn, self.decision_inputs = self._load_policy()
         self.credentials = self._load_credentials()
         self.flow = ScreeningFlow(flow_config_for(config.flow, self.policy), self._decide)
+        if self.credentials.config_doc is not None:  # the centre's last policy, kept on disk
+            logger.info("%s", self._apply_policy_document(self.credentials.config_doc))
         self.gate = Gate(config.gate)
         self.voice = Voice(config.audio, self.data_dir)
         self.uplink = Uplink(config.mqtt, config.gate_id, self.outbox, on_control=self._on_control,
@@ -123,9 +125,10 @@ class EdgeDaemon:
         self.camera = None
         self.decoder = None
         self.deduper = None
-        self._passback: dict[str, list[tuple[float, str | None]]] = collections.defaultdict(list)
+        self._passback: dict[str, list[tuple[float, str | None, str]]] = collections.defaultdict(list)
         self._mask_confirmed: bool | None = None
         self.control_log: collections.deque[dict] = collections.deque(maxlen=20)
+        self.last_calibration: dict | None = self._read_json("calibration.json")
         self._rebuild_passback_history()
 
     # -- set-up of the areas ---------------------------------------------------------------
@@ -140,7 +143,7 @@ class EdgeDaemon:
         from edge.credential_store import CredentialStore
 
         return CredentialStore(self.config.credentials, self.base_dir,
-                               max_status_age_s=self.policy.max_status_age_s)
+                               max_status_age_s=self.policy.max_status_age_s, state_dir=self.data_dir / "control")
 
     def _start_devices(self) -> None:
         from drivers.thermometer import open_thermometer
@@ -155,6 +158,8 @@ class EdgeDaemon:
             self.thermo_sim.start()
             port = self.thermo_sim.port
         self.measurer = Measurer(parse_config(MeasurementConfig, t.measurement, "thermometer.measurement"))
+        if self.last_calibration:  # the audited offset survives restarts
+            self.measurer.calibration_offset_c = self.last_calibration["offset_after_c"]
         self.thermometer = open_thermometer(port, t.protocol, baud=t.baud, silent_timeout_s=t.silent_after_s)
         self.thermometer.start()
 
@@ -340,8 +345,8 @@ class EdgeDaemon:
         from edge.policy import PastPass
 
         horizon = time.time() - 3 * 24 * 3600
-        recent = tuple(PastPass(subject=s, at=dt.datetime.fromtimestamp(t, dt.UTC), direction="in", household=h)
-                       for s, entries in self._passback.items() for t, h in entries if t > horizon)
+        recent = tuple(PastPass(subject=s, at=dt.datetime.fromtimestamp(t, dt.UTC), direction=d, household=h)
+                       for s, entries in self._passback.items() for t, h, d in entries if t > horizon)
         return self.decision_inputs(
             credentials=creds, temperature=temp, faults=self.faults(), recent_passes=recent,
             attended=self.policy.attended, mask_confirmed=self._mask_confirmed, direction=self.config.direction,
@@ -375,6 +380,7 @@ class EdgeDaemon:
                 "kind": cred.kind, "subject": cred.subject, "status": cred.health, "issuer": cred.issuer,
                 "pass_kind": cred.pass_kind, "household": cred.household},
             "operator": None,
+            "direction": self.config.direction,
             "timings_ms": {"decode": round(timing.get("decode", 0.0), 2),
                            "decide": round(getattr(self, "_decide_ms", 0.0), 3),
                            **({"total": total_ms} if total_ms is not None else {})},
@@ -393,7 +399,7 @@ class EdgeDaemon:
             if timing.get("frame_ts") is not None:
                 self.last_relay_latency_ms = (self.gate.opened_at - timing["frame_ts"]) * 1000
             if cred is not None and cred.subject:
-                self._passback[cred.subject].append((time.time(), cred.household))
+                self._passback[cred.subject].append((time.time(), cred.household, self.config.direction))
         else:
             fever = any("fever" in r for r in d.reasons)
             forged = any(r in ("signature_invalid", "unknown_key", "revoked", "pass_forged") for r in d.reasons)
@@ -435,7 +441,7 @@ class EdgeDaemon:
             subject = cred.get("subject")
             if ev.get("outcome") == "pass" and subject:
                 ts = dt.datetime.fromisoformat(ev["ts"].replace("Z", "+00:00")).timestamp()
-                self._passback[subject].append((ts, cred.get("household")))
+                self._passback[subject].append((ts, cred.get("household"), ev.get("direction", "in")))
 
     # -- control messages (retained, signed) ------------------------------------------------
 
@@ -451,6 +457,8 @@ class EdgeDaemon:
     def _apply_policy_document(self, doc) -> str:
         from edge.policy import Policy
 
+        if "policy" not in doc.body:
+            return f"config v{doc.version} applied (policy unchanged)"
         try:
             new = parse_config(Policy, doc.body.get("policy", {}), f"config v{doc.version} policy")
         except ConfigError as err:
@@ -459,6 +467,34 @@ class EdgeDaemon:
         self.policy = new  # one assignment: a decision sees the old policy or the new, never a mix
         self.flow.config = flow_config_for(self.config.flow, new)
         return f"policy v{doc.version} applied"
+
+    def calibrate(self, reference_c: float, measured_c: float, operator: str, note: str = "") -> dict:
+        """Apply a reference-thermometer comparison: recorded as an audited event, kept on disk.
+
+        Raises drivers.thermometer.measurement.CalibrationError on implausible values."""
+        record = self.measurer.calibrate(reference_c, measured_c, operator, note=note)
+        event = {k: v for k, v in record.items() if k != "ts"}
+        event.update({"type": "calibration", "operator": record["operator"], "outcome": None, "reasons": []})
+        self.outbox.append(event)
+        self.last_calibration = record
+        self._write_json("calibration.json", record)
+        self._recent.append(event)
+        self._notify({"type": "health", "health": self.health()})
+        return record
+
+    def _read_json(self, name: str) -> dict | None:
+        try:
+            return json.loads((self.data_dir / name).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            logger.error("ignoring unreadable %s: %s", name, err)
+            return None
+
+    def _write_json(self, name: str, data: dict) -> None:
+        tmp = self.data_dir / f"{name}.tmp"
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.data_dir / name)
 
     def confirm_mask(self, confirmed: bool | None) -> None:
         """The volunteer's mask check for the visitor now at the gate (attended gates)."""
@@ -477,6 +513,9 @@ class EdgeDaemon:
             "faults": sorted(self.faults()),
             "fault_messages": [FAULT_MESSAGES.get(f, f) for f in sorted(self.faults())],
             "gate_open": self.gate.is_open,
+            "calibration": None if not self.last_calibration else {
+                k: self.last_calibration.get(k) for k in ("ts", "operator", "offset_after_c")},
+            "drift": self.measurer.drift() if self.measurer else None,
         }
 
     def stats(self) -> dict:
@@ -503,9 +542,7 @@ class EdgeDaemon:
 
     def _write_stats_file(self) -> None:
         try:
-            tmp = self.data_dir / "stats.json.tmp"
-            tmp.write_text(json.dumps(self.stats(), default=str))
-            tmp.replace(self.data_dir / "stats.json")
+            self._write_json("stats.json", json.loads(json.dumps(self.stats(), default=str)))
         except OSError as err:
             logger.warning("cannot write stats file: %s", err)
 

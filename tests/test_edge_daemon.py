@@ -201,10 +201,15 @@ def test_signed_policy_from_centre_is_applied(daemon_factory, issuer, mosquitto)
     pub.loop_start()
     pub.publish(protocol.config_topic("north-1"), doc, qos=1, retain=True).wait_for_publish(5)
     wait_until(lambda: d.policy.anti_passback_s == 60, 10, message="policy v2 applied")
-    # replaying the same (now older-or-equal) document is refused
+    # the same document again changes nothing; an older version is refused
     pub.publish(protocol.config_topic("north-1"), doc, qos=1, retain=False).wait_for_publish(5)
+    wait_until(lambda: any(e["result"].startswith("unchanged") for e in d.control_log), 10,
+               message="re-delivered document recognised")
+    older = sign_document("config", 1, {"policy": {"require": [["code"]]}}, issuer["key"], "t1")
+    pub.publish(protocol.config_topic("north-1"), older, qos=1, retain=False).wait_for_publish(5)
     wait_until(lambda: any(e["result"].startswith("rejected") for e in d.control_log), 10,
-               message="replayed document rejected")
+               message="older document rejected")
+    assert d.policy.anti_passback_s == 60
     pub.loop_stop()
     pub.disconnect()
     code = make_pass(issuer, "p_henry")
@@ -223,3 +228,46 @@ def test_bad_config_names_the_key(tmp_path):
     assert main(["edge", "run", "--config", str(cfg), "--validate-config"]) == 2
     cfg.write_text("gate_id: north-1\n")
     assert main(["edge", "run", "--config", str(cfg), "--validate-config"]) == 0
+
+
+def test_calibration_is_audited_and_survives_restart(daemon_factory, issuer):
+    d = daemon_factory()
+    before = visit(d, make_pass(issuer, "p_ivan"), NORMAL_SKIN)["temperature"]["value_c"]
+    record = d.calibrate(reference_c=before + 0.4, measured_c=before, operator="v01")
+    assert record["offset_after_c"] == pytest.approx(0.4, abs=0.01)
+    cal_events = [e for e in d.recent_events() if e["type"] == "calibration"]
+    assert cal_events and cal_events[-1]["operator"] == "v01"
+    assert d.health()["calibration"]["operator"] == "v01"
+    d.stop()
+    d2 = daemon_factory()
+    assert d2.measurer.calibration_offset_c == pytest.approx(0.4, abs=0.01)
+    after = visit(d2, make_pass(issuer, "p_judy"), NORMAL_SKIN)["temperature"]["value_c"]
+    assert after > before + 0.2  # same skin, the offset applied (sim noise is well below 0.2)
+
+
+def test_newest_control_documents_survive_restart(daemon_factory, issuer, mosquitto):
+    """A restarted gate keeps the newest signed list it had and refuses an older one."""
+    from edge.credentials.signed import sign_document
+    from edge.credentials.status import status_body
+
+    d = daemon_factory()
+    assert d.uplink.wait_connected(10)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    v1 = sign_document("status", 1, status_body({}), issuer["key"], "t1")
+    v2 = sign_document("status", 2, status_body({"p_kate": "revoked"}), issuer["key"], "t1")
+    pub.publish(protocol.STATUS_TOPIC, v2, qos=1, retain=True).wait_for_publish(5)
+    wait_until(lambda: d.credentials.status is not None and d.credentials.status.version == 2, 10,
+               message="status v2 applied")
+    d.stop()
+    # an attacker puts the older list back as the retained message while the gate is down
+    pub.publish(protocol.STATUS_TOPIC, v1, qos=1, retain=True).wait_for_publish(5)
+    d2 = daemon_factory()
+    assert d2.credentials.status.version == 2  # restored from the gate's own disk
+    wait_until(lambda: any(e["topic"] == protocol.STATUS_TOPIC for e in d2.control_log), 10,
+               message="retained old list seen")
+    assert d2.credentials.status.version == 2
+    assert d2.credentials.status.lookup("p_kate") == ("green", True)
+    pub.loop_stop()
+    pub.disconnect()

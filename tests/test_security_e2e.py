@@ -519,10 +519,6 @@ def test_pass_issued_by_the_server_opens_the_gate_until_revoked_over_tls(centre,
         daemon.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="the gate keeps the newest accepted version in memory only: after a restart it "
-                                       "accepts any validly signed list, including an older one an attacker put back "
-                                       "as the retained message (fix: persist the version per document type in the "
-                                       "gate's data_dir; see docs/security.md, known weaknesses)")
 def test_restarted_gate_refuses_an_older_list_than_it_had(centre, tmp_path):
     from edge.daemon import EdgeDaemon
 

@@ -308,5 +308,8 @@ def test_a_naive_reader_like_cat_sees_real_frames():
             wait_until(enough, 5, message="bytes from the simulator")
         finally:
             os.close(fd)
-    values = [r.object_c for r in make_codec("gy-mcu90614").feed(data) if r.ok]
-    assert values and all(abs(v - 33.9) < 0.2 for v in values)
+    results = make_codec("gy-mcu90614").feed(data)
+    values = [r.object_c for r in results if r.ok]
+    # every byte forms valid frames; the first ones may predate the visitor (ambient)
+    assert values and all(r.ok for r in results[1:])
+    assert abs(values[-1] - 33.9) < 0.2
