@@ -141,21 +141,21 @@ def bench_daemon(work: pathlib.Path, visits: int) -> tuple[list[Row], dict]:
             cpu0, wall0 = time.process_time(), time.perf_counter()
             time.sleep(3.0)  # idle, devices running at 30 fps
             idle_cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0) * 100
-            daemon.thermo_sim.set_person(34.5)
-            time.sleep(2.5)  # temperature measured first, as the target specifies
             for code in codes:
+                # a new visitor steps up; the temperature is measured before the code is shown
+                daemon.thermo_sim.set_person(None)
+                _wait(lambda: not daemon.measurer.presence(time.monotonic()), 5)
+                daemon.thermo_sim.set_person(34.5)
+                if not _wait(lambda: daemon.flow.state == "waiting_code", 10):
+                    continue
                 opened_before = daemon.gate.open_count
                 daemon.visit_done.clear()
                 shown = time.monotonic()
                 daemon.camera.show_code(code)
-                deadline = time.monotonic() + 5
-                while daemon.gate.open_count == opened_before and time.monotonic() < deadline:
-                    time.sleep(0.001)
-                if daemon.gate.open_count > opened_before:
+                if _wait(lambda n=opened_before: daemon.gate.open_count > n, 5, step=0.0005):
                     latencies.append((daemon.gate.opened_at - shown) * 1000)
                 daemon.visit_done.wait(2)
                 daemon.camera.show_nothing()
-                time.sleep(0.15)
             rss_mb = _rss_mb()
         finally:
             daemon.stop()
@@ -172,6 +172,15 @@ def bench_daemon(work: pathlib.Path, visits: int) -> tuple[list[Row], dict]:
     metrics["edge_rss_mb"] = round(rss_mb, 1)
     metrics["edge_idle_cpu_pct"] = round(idle_cpu, 1)
     return rows, metrics
+
+
+def _wait(predicate, timeout: float, step: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
 
 
 def _rss_mb() -> float:
