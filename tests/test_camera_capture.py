@@ -204,3 +204,16 @@ def test_http_stream_freeze_and_outage_are_recovered(started):
         assert cam.restarts >= 2
     finally:
         server.close()
+
+
+def test_open_camera_picks_the_reader_for_each_kind_of_source(tmp_path):
+    from drivers.camera.readers import source_kind
+
+    assert source_kind(0) == source_kind("2") == source_kind("/dev/video0") == "device"
+    assert source_kind("rtsp://10.0.0.5/stream1") == source_kind("http://cam/mjpg") == "stream"
+    assert source_kind(str(tmp_path)) == "folder"
+    assert source_kind(str(tmp_path / "clip.mp4")) == "file"
+    assert isinstance(open_camera("sim", 320, 240, 10), SimulatedCamera)
+    assert isinstance(open_camera("0"), OpenCvSource) and open_camera("0").source == 0
+    with pytest.raises(ValueError):
+        open_camera(str(tmp_path), fps=0)

@@ -299,3 +299,26 @@ def test_garbled_image_files_never_crash_the_scan(tmp_path, capsys):
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["file"] for r in records] == paths  # every file answered, each with codes or an error
     assert all("error" in r or isinstance(r["codes"], list) for r in records)
+
+
+def test_bytes_to_text_is_total_and_keeps_utf8():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from drivers.qr import bytes_to_text
+
+    @given(st.binary(max_size=300))
+    def never_fails_nor_hides_bytes(raw):
+        text = bytes_to_text(raw)
+        assert isinstance(text, str)
+        if b"\xef\xbf\xbd" not in raw:  # unless the payload itself holds U+FFFD, none is invented
+            assert "\ufffd" not in text
+
+    @given(st.text(max_size=200).filter(lambda t: not t.startswith("\ufeff")))
+    def utf8_round_trips(text):
+        assert bytes_to_text(text.encode("utf-8")) == text
+
+    never_fails_nor_hides_bytes()
+    utf8_round_trips()
+    assert bytes_to_text("ﾃﾞｻﾞｲﾝQR".encode("shift_jis")) == "ﾃﾞｻﾞｲﾝQR"
+    assert bytes_to_text(b"caf\xe9") == "café"  # Latin-1, QR's default charset
