@@ -217,3 +217,12 @@ def test_open_camera_picks_the_reader_for_each_kind_of_source(tmp_path):
     assert isinstance(open_camera("0"), OpenCvSource) and open_camera("0").source == 0
     with pytest.raises(ValueError):
         open_camera(str(tmp_path), fps=0)
+
+
+def test_large_images_are_fitted_to_the_configured_size(tmp_path, started):
+    big = cv2.resize(code_frame("CG1:big"), (1920, 1440), interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(tmp_path / "big.png"), big)
+    cam = started(open_camera(str(tmp_path), 640, 480, 10, **FAST))
+    frame = wait_until(lambda: cam.latest(0.5), 5, message="a frame")
+    assert frame.image.shape == (480, 640, 3)
+    assert [c.text for c in QrDecoder().decode(frame.image)] == ["CG1:big"]

@@ -40,14 +40,16 @@ class OpenCvSource(FrameSource):
 
 
 class FolderSource(FrameSource):
-    """The images of a folder in name order, looped, at `fps`."""
+    """The images of a folder in name order, looped, at `fps`, fitted into width x height."""
 
-    def __init__(self, folder: str | pathlib.Path, fps: float = 5.0, loop: bool = True, **kw):
+    def __init__(self, folder: str | pathlib.Path, fps: float = 5.0, loop: bool = True, width: int = 640,
+                 height: int = 480, **kw):
         super().__init__(fps=fps, **kw)
         self.folder, self.loop = pathlib.Path(folder), loop
+        self.width, self.height = width, height
 
     def _make_reader(self) -> FrameReader:
-        return FolderReader(self.folder, self.loop)
+        return FolderReader(self.folder, self.loop, self.width, self.height)
 
     def describe(self) -> str:
         return f"folder {self.folder.name}"
@@ -64,7 +66,7 @@ def open_camera(source: int | str, width: int = 640, height: int = 480, fps: flo
     if isinstance(source, str) and source.isdigit():
         source = int(source)
     if source_kind(source) == "folder":
-        return FolderSource(source, fps=fps, **kw)
+        return FolderSource(source, fps=fps, width=width, height=height, **kw)
     return OpenCvSource(source, width, height, fps, **kw)
 
 
