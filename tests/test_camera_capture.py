@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -127,6 +128,10 @@ def test_missing_v4l2_device_is_disconnected_not_a_crash(started):
     wait_until(lambda: cam.health()["state"] == "disconnected", 5, message="device missing")
     assert "cannot open" in cam.health()["detail"]
     assert cam.latest(0.05) is None
+    # retried for ever, but paced (0.1 s doubling to 0.4 s), not in a hot loop
+    before, started_at = cam.restarts, time.monotonic()
+    wait_until(lambda: cam.restarts >= before + 3, 5, message="three more attempts")
+    assert time.monotonic() - started_at >= 0.3
 
 
 def test_stop_returns_even_while_a_read_hangs():
