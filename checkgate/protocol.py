@@ -35,6 +35,27 @@ def config_topic(gate_id: str) -> str:
     return f"{PREFIX}/control/{gate_id}/config"
 
 
+def resend_topic(gate_id: str) -> str:
+    """The centre asks a gate to send a seq range again (never retained; see docs/protocol.md)."""
+    return f"{PREFIX}/control/{gate_id}/resend"
+
+
+def parse_resend(payload: bytes) -> tuple[int, int] | None:
+    """(from_seq, to_seq) of a resend request, or None when it is malformed."""
+    import json
+
+    try:
+        body = json.loads(payload)
+        first, last = body["from_seq"], body["to_seq"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (first, last)):
+        return None
+    if first < 1 or last < first or last - first > 1_000_000:
+        return None
+    return first, last
+
+
 TRUST_TOPIC = f"{PREFIX}/control/all/trust"
 STATUS_TOPIC = f"{PREFIX}/control/all/status"
 ALL_EVENTS_FILTER = f"{PREFIX}/gates/+/events"

@@ -120,6 +120,19 @@ class Outbox:
             self._pending -= changed
             return changed
 
+    def mark_undelivered(self, first_seq: int, last_seq: int) -> int:
+        """Queue a seq range again (the centre asked for it); returns how many rows were still kept."""
+        with self._lock:
+            try:
+                cur = self._db.execute("UPDATE outbox SET delivered_at = NULL WHERE delivered_at IS NOT NULL "
+                                       "AND seq BETWEEN ? AND ?", (first_seq, last_seq))
+            except sqlite3.Error as err:
+                logger.error("cannot queue seq %d-%d again: %s", first_seq, last_seq, err)
+                return 0
+            self._pending += cur.rowcount
+        self.new_event.set()
+        return cur.rowcount
+
     def prune(self, now: float | None = None) -> int:
         """Delete delivered rows older than `keep_delivered_s`; never undelivered ones."""
         cutoff = (now or time.time()) - self.keep_delivered_s

@@ -67,6 +67,7 @@ class Uplink:
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (seq, sent at)
         self._cursor = 0  # highest seq sent in this connection
         self._delivered_total = 0
+        self.resend_requests = 0
         self._connects = 0
         self._last_error = ""
         self._last_state_sent = 0.0
@@ -112,6 +113,7 @@ class Uplink:
             "delivered_since_start": self._delivered_total,
             "connects": self._connects,
             "last_error": self._last_error,
+            "resend_requests": self.resend_requests,
         }
 
     def publish_state(self, force: bool = False) -> None:
@@ -155,7 +157,8 @@ class Uplink:
             self._last_error = f"connect refused: {reason_code}"
             logger.warning("broker refused the connection: %s", reason_code)
             return
-        topics = [(protocol.config_topic(self.gate_id), 1), (protocol.TRUST_TOPIC, 1), (protocol.STATUS_TOPIC, 1)]
+        topics = [(protocol.config_topic(self.gate_id), 1), (protocol.TRUST_TOPIC, 1), (protocol.STATUS_TOPIC, 1),
+                  (protocol.resend_topic(self.gate_id), 1)]
         client.subscribe(topics)
         self._notices.put(("connected", None))
         self.outbox.new_event.set()
@@ -170,6 +173,10 @@ class Uplink:
 
     def _on_message(self, client, userdata, message) -> None:
         try:
+            if message.topic == protocol.resend_topic(self.gate_id):
+                self._notices.put(("resend", (bytes(message.payload), bool(message.retain))))
+                self.outbox.new_event.set()
+                return
             if self.on_control:
                 self.on_control(message.topic, bytes(message.payload), bool(message.retain))
         except Exception:  # a bad control message must never kill the network thread
@@ -218,6 +225,8 @@ class Uplink:
                 logger.info("uplink connected to %s:%d; %d events to send",
                             self.config.host, self.config.port, self.outbox.pending_count)
                 self.publish_state(force=True)
+            elif kind == "resend":
+                self._resend(*value)
             elif kind == "disconnected":
                 if self._connected.is_set():
                     logger.warning("uplink disconnected (%s); events stay queued", value)
@@ -227,6 +236,23 @@ class Uplink:
                 self._cursor = 0
         if acked:
             self._delivered_total += self.outbox.mark_delivered(acked)
+
+    def _resend(self, payload: bytes, retained: bool) -> None:
+        """The centre is missing a seq range: send it again. Harmless if repeated (the server
+        stores by event_id), so it needs no signature; a retained request is stale and ignored."""
+        if retained:
+            logger.warning("ignoring a retained resend request")
+            return
+        wanted = protocol.parse_resend(payload)
+        if wanted is None:
+            logger.warning("malformed resend request ignored: %r", payload[:80])
+            return
+        first, last = wanted
+        requeued = self.outbox.mark_undelivered(first, min(last, self.outbox.last_seq))
+        self.resend_requests += 1
+        logger.warning("centre is missing seq %d-%d: %d kept events queued again", first, last, requeued)
+        self._inflight.clear()
+        self._cursor = 0
 
     def _expire_unacked(self) -> None:
         if not self._inflight:

@@ -69,14 +69,23 @@ def create_app(config: ServerConfig, store: Store, ingest: IngestService | None 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        from server.repair import GapRepair
+
         retention = RetentionJob(store, config.retention_days, config.retention_interval_s)
+        repair = None
         if ingest is not None:
             ingest.start()
+            if run_jobs and config.ingest.gap_repair_interval_s > 0:
+                repair = GapRepair(store, lambda topic, payload: ingest.publish(topic, payload, retain=False),
+                                   config.ingest.gap_repair_interval_s)
+                repair.start()
         if run_jobs:
             retention.start()
         try:
             yield
         finally:
+            if repair is not None:
+                repair.stop()
             if run_jobs:
                 retention.stop()
             if ingest is not None:

@@ -48,6 +48,8 @@ class IngestConfig(StrictModel):
     # An event whose decision is older than this when it arrives was held at the gate
     # (offline period): it is stored with `late = true`.
     late_after_s: float = Field(120.0, gt=0)
+    # Ask gates to resend seq ranges missing for two rounds of this interval (0: off).
+    gap_repair_interval_s: float = Field(15.0, ge=0)
 
 
 class PasswordHashConfig(StrictModel):
