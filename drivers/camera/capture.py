@@ -94,6 +94,7 @@ class FrameSource:
         self._frame_times: collections.deque[float] = collections.deque(maxlen=64)
         self._watchdog: threading.Thread | None = None
         self._give_up_lock = threading.Lock()
+        self._readers: list[threading.Thread] = []  # live reader threads, including abandoned ones
 
     # -- for subclasses -------------------------------------------------------------------
     def _make_reader(self) -> FrameReader:
@@ -109,12 +110,19 @@ class FrameSource:
         self._watchdog = threading.Thread(target=self._watch, name=f"{self.name}-watchdog", daemon=True)
         self._watchdog.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop capture. Waits up to `timeout` for the threads, so device handles are released
+        before the caller moves on (or the interpreter exits); a read hung for good is left."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._watchdog is not None:
-            self._watchdog.join(timeout)
+        deadline = time.monotonic() + timeout
+        threads = ([self._watchdog] if self._watchdog is not None else []) + list(self._readers)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in threads if t.is_alive()]
+        if stuck:
+            logger.warning("%s: %s still blocked in the driver after stop", self.describe(), ", ".join(stuck))
 
     def latest(self, timeout: float = 0.5) -> Frame | None:
         """The newest frame. Waits up to `timeout` for one newer than this thread last got;
@@ -169,8 +177,10 @@ class FrameSource:
             logger.info("%s: restarting capture (attempt %d)", self.describe(), number)
         attempt = _Attempt(number=number, started=now)
         self._attempt = attempt
-        threading.Thread(target=self._read_loop, args=(attempt,), daemon=True,
-                         name=f"{self.name}-reader-{number}").start()
+        reader = threading.Thread(target=self._read_loop, args=(attempt,), daemon=True,
+                                  name=f"{self.name}-reader-{number}")
+        self._readers = [t for t in self._readers if t.is_alive()] + [reader]
+        reader.start()
 
     def _give_up(self, attempt: _Attempt, state: str, detail: str) -> None:
         """Mark `attempt` over and schedule the next one after the current retry delay."""
