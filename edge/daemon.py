@@ -106,6 +106,7 @@ class EdgeDaemon:
         self.visit_done = threading.Event()  # set after each final decision (simulation pacing)
         self.last_relay_latency_ms: float | None = None
         self._visitors_paused = threading.Event()
+        self._nearly_full = False  # a warning for the screen and the centre, not a fault
 
         self.outbox = Outbox(self.data_dir / "outbox.sqlite3", config.gate_id,
                              max_pending=config.outbox_max_pending,
@@ -369,6 +370,9 @@ class EdgeDaemon:
             total_ms = round((time.monotonic() - timing["frame_ts"]) * 1000, 1)
         cred = next((c for c in step.credentials if c.valid), step.credentials[0] if step.credentials else None)
         temp = step.temperature
+        passage = None
+        if d.outcome == "pass":
+            passage = "pending" if self.gate.sensor is not None else "unconfirmed"
         event = {
             "type": "screening",
             "outcome": d.outcome,
@@ -381,6 +385,7 @@ class EdgeDaemon:
                 "pass_kind": cred.pass_kind, "household": cred.household},
             "operator": None,
             "direction": self.config.direction,
+            "passage": passage,
             "timings_ms": {"decode": round(timing.get("decode", 0.0), 2),
                            "decide": round(getattr(self, "_decide_ms", 0.0), 3),
                            **({"total": total_ms} if total_ms is not None else {})},
@@ -393,9 +398,12 @@ class EdgeDaemon:
             self.gate.fail_safe()
             return
         self._set_fault("outbox_error", False)
-        self._set_fault("outbox_full", self.outbox.stats()["nearly_full"])
+        self._nearly_full = self.outbox.pending_count >= self.outbox.warn_fraction * self.outbox.max_pending
         if d.outcome == "pass":
             self.gate.open()
+            if self.gate.sensor is not None:
+                threading.Thread(target=self._confirm_passage, args=(event["seq"],), name="passage",
+                                 daemon=True).start()
             if timing.get("frame_ts") is not None:
                 self.last_relay_latency_ms = (self.gate.opened_at - timing["frame_ts"]) * 1000
             if cred is not None and cred.subject:
@@ -410,6 +418,15 @@ class EdgeDaemon:
             self.counters[f"reason:{r}"] += 1
         self._recent.append(event)
         self._notify({"type": "event", "event": event})
+
+    def _confirm_passage(self, seq: int) -> None:
+        """With a beam sensor wired: a follow-up event says whether someone walked through."""
+        seen = self.gate.wait_passage(self.config.gate.open_s + 1.0)
+        try:
+            self.outbox.append({"type": "passage", "outcome": None, "reasons": [], "ref_seq": seq,
+                                "passage": "confirmed" if seen else "not_seen"})
+        except OutboxError as err:
+            logger.error("passage of seq %d not recorded: %s", seq, err)
 
     def _record_operator_event(self, action: dict) -> dict | None:
         event = {"type": action.get("type", "override"), "outcome": action.get("outcome"),
@@ -504,14 +521,17 @@ class EdgeDaemon:
 
     def health(self) -> dict:
         now = dt.datetime.now(dt.UTC)
+        shown = sorted(self.faults() | ({"outbox_full"} if self._nearly_full else set()))
         return {
             "thermometer": self.thermometer.health() if self.thermometer else {"state": "starting"},
             "camera": self.camera.health() if self.camera else {"state": "starting"},
             "uplink": self.uplink.status(),
             "queue": {"pending": self.outbox.pending_count, "last_seq": self.outbox.last_seq},
             "lists": self.credentials.list_status(now),
-            "faults": sorted(self.faults()),
-            "fault_messages": [FAULT_MESSAGES.get(f, f) for f in sorted(self.faults())],
+            # shown with a fix on the screen; a full queue is a warning, not a decision fault
+            "faults": shown,
+            "fault_messages": [FAULT_MESSAGES.get(f, f) for f in shown],
+            "warnings": ["outbox_full"] if self._nearly_full else [],
             "gate_open": self.gate.is_open,
             "calibration": None if not self.last_calibration else {
                 k: self.last_calibration.get(k) for k in ("ts", "operator", "offset_after_c")},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pathlib
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -271,3 +272,84 @@ def test_newest_control_documents_survive_restart(daemon_factory, issuer, mosqui
     assert d2.credentials.status.lookup("p_kate") == ("green", True)
     pub.loop_stop()
     pub.disconnect()
+
+
+def test_full_outbox_keeps_the_gate_closed(daemon_factory, issuer):
+    """Disk full / queue full: a decision that cannot be recorded is never acted on."""
+    d = daemon_factory(outbox_max_pending=1)
+    d.uplink.stop()  # the centre is unreachable: nothing drains
+    visit(d, make_pass(issuer, "p_lena"), NORMAL_SKIN)
+    assert d.outbox.pending_count == 1 and "outbox_full" in d.health()["faults"]
+    opened = d.gate.open_count
+    d.visit_done.clear()
+    d.thermo_sim.set_person(NORMAL_SKIN)
+    d.camera.show_code(make_pass(issuer, "p_mike"))
+    wait_until(lambda: "outbox_error" in d.faults(), 15, message="unrecordable decision reported")
+    assert d.gate.open_count == opened and not d.gate.is_open
+
+
+def test_stale_status_list_sends_visitors_to_the_volunteer(daemon_factory, issuer, tmp_path):
+    from edge.credentials.signed import sign_document
+    from edge.credentials.status import status_body
+
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    path = tmp_path / "status.signed"
+    path.write_bytes(sign_document("status", 1, status_body({}), issuer["key"], "t1", issued_at=old))
+    d = daemon_factory(credentials={"trust_keys": [str(issuer["pub"])], "status_list": str(path)},
+                       policy={"max_status_age_s": 86400})
+    ev = visit(d, make_pass(issuer, "p_nina"), NORMAL_SKIN)
+    assert ev["outcome"] == "manual" and "status_list_stale" in ev["reasons"]
+    assert d.gate.open_count == 0
+
+
+def test_passage_sensor_confirms_or_not(daemon_factory, issuer):
+    d = daemon_factory(gate={"passage_sensor_pin": 5, "open_s": 0.3})
+    ev = visit(d, make_pass(issuer, "p_olga"), NORMAL_SKIN)
+    assert ev["outcome"] == "pass" and ev["passage"] == "pending"
+    follow = wait_until(lambda: [e for e in _outbox_events(d) if e["type"] == "passage"], 5,
+                        message="passage follow-up event")
+    assert follow[0]["ref_seq"] == ev["seq"] and follow[0]["passage"] == "not_seen"
+
+
+def _outbox_events(d) -> list[dict]:
+    return [json.loads(p) for _, p in d.outbox.recent_payloads(since=0)]
+
+
+def test_watchdog_is_fed_only_while_every_loop_runs(daemon_factory, monkeypatch, tmp_path):
+    """systemd's watchdog: READY=1 at start, WATCHDOG=1 while healthy, silence when a loop hangs."""
+    import socket
+    import threading
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(sock_path))
+    d = daemon_factory()
+    got: list[str] = []
+
+    def receive_until(word, timeout):
+        def check():
+            try:
+                got.append(sock.recv(256).decode())
+            except TimeoutError:
+                pass
+            return any(word in g for g in got)
+        return wait_until(check, timeout, interval=0, message=word)
+
+    receive_until("READY=1", 5)
+    receive_until("WATCHDOG=1", 5)
+    hang = threading.Event()
+    monkeypatch.setattr(d.flow, "tick", lambda now: hang.wait(30))  # the decision loop hangs
+    d._heartbeats["decide"].max_silence_s = 1.0
+    wait_until(lambda: not d._heartbeats["decide"].alive(time.monotonic()), 5, message="stuck loop seen")
+    got.clear()
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
+        try:
+            got.append(sock.recv(256).decode())
+        except TimeoutError:
+            pass
+    assert not any("WATCHDOG=1" in g for g in got), got
+    hang.set()
+    sock.close()
