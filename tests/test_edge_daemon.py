@@ -353,3 +353,16 @@ def test_watchdog_is_fed_only_while_every_loop_runs(daemon_factory, monkeypatch,
     assert not any("WATCHDOG=1" in g for g in got), got
     hang.set()
     sock.close()
+
+
+def test_the_documented_example_config_is_valid(tmp_path):
+    """docs/edge.md's example must keep passing the same validation as a real file."""
+    import re
+
+    from checkgate.cli import main
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "edge.md").read_text(encoding="utf-8")
+    example = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    cfg = tmp_path / "gate.yaml"
+    cfg.write_text(example)
+    assert main(["edge", "run", "--config", str(cfg), "--validate-config"]) == 0
