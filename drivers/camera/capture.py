@@ -117,7 +117,9 @@ class FrameSource:
         with self._cond:
             self._cond.notify_all()
         deadline = time.monotonic() + timeout
-        threads = ([self._watchdog] if self._watchdog is not None else []) + list(self._readers)
+        if self._watchdog is not None:
+            self._watchdog.join(timeout)  # first: it is the one that starts readers
+        threads = list(self._readers)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         stuck = [t.name for t in threads if t.is_alive()]
