@@ -164,7 +164,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     logger.info("server on http://%s:%d (database %s)", config.http.host, config.http.port,
                 config.database_url.split("@")[-1])
     try:
-        uvicorn.run(app, host=config.http.host, port=config.http.port, log_level="warning", access_log=False)
+        # open alert streams (server-sent events) would otherwise hold a shutdown forever
+        uvicorn.run(app, host=config.http.host, port=config.http.port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=3)
     finally:
         store.close()
     return EXIT_OK

@@ -181,7 +181,7 @@ class LiveServer:
         app = create_app(self.config, self.store, ingest)
         self.ingest = ingest
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                     access_log=False))
+                                                     access_log=False, timeout_graceful_shutdown=2))
         self._thread = threading.Thread(target=self._server.run, name="live-server", daemon=True)
         self._thread.start()
         if not wait_for_port("127.0.0.1", self.port, 15):

@@ -114,9 +114,24 @@ def test_server_process_serves_health_and_refuses_api_without_token(mosquitto, t
         assert [i["event_id"] for i in items] == [event["event_id"]]
         page = httpx.get(f"{base}/auth", params={"token": "test-admin-token-0123456789"}, follow_redirects=True)
         assert page.status_code == 200 and event["gate_id"] in page.text
+        # a dashboard left open (live alert stream) must not hold up a restart
+        import threading
+
+        opened = threading.Event()
+
+        def watch_alerts():
+            try:
+                with httpx.stream("GET", f"{base}/api/v1/alerts/stream", headers=auth, timeout=30) as r:
+                    for _line in r.iter_lines():
+                        opened.set()
+            except httpx.HTTPError:
+                pass
+
+        threading.Thread(target=watch_alerts, daemon=True).start()
+        assert opened.wait(10)
     finally:
         proc.terminate()
-        proc.wait(15)
+        proc.wait(10)
     # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught
     assert proc.returncode in (0, -15), proc.stdout.read().decode()
 
