@@ -83,3 +83,28 @@ def test_code_leaves_the_pipeline_within_one_frame_interval():
     assert first_frames >= 5
     assert statistics.median(latencies) <= interval
     assert sorted(latencies)[-2] <= interval
+
+
+def test_scan_loop_skips_a_malformed_frame_with_a_reason(caplog):
+    import numpy as np
+
+    from drivers.camera import Frame
+
+    good = SimulatedCamera(seed=8)
+    good.show_code(PASS, style="paper")
+    frames = [Frame(np.zeros((480, 640), np.float64), 1, 0.0), Frame(good.snapshot(), 2, 0.1)]
+
+    class Replay:  # a driver handing over one broken frame, then a good one
+        def latest(self, timeout):
+            return frames.pop(0) if frames else None
+
+    results = []
+    loop = ScanLoop(Replay(), results.append)
+    with caplog.at_level("WARNING", logger="drivers.qr.pipeline"):
+        loop.start()
+        try:
+            wait_until(lambda: results, 5, message="the good frame's code")
+        finally:
+            loop.stop()
+    assert "skipped frame 1" in caplog.text and "uint8" in caplog.text
+    assert [c.text for c in results[0].codes] == [PASS] and results[0].frame_seq == 2
