@@ -94,9 +94,14 @@ def test_scan_loop_skips_a_malformed_frame_with_a_reason(caplog):
     good.show_code(PASS, style="paper")
     frames = [Frame(np.zeros((480, 640), np.float64), 1, 0.0), Frame(good.snapshot(), 2, 0.1)]
 
-    class Replay:  # a driver handing over one broken frame, then a good one
+    idle = threading.Event()
+
+    class Replay:  # a driver handing over one broken frame, then a good one, then nothing
         def latest(self, timeout):
-            return frames.pop(0) if frames else None
+            if frames:
+                return frames.pop(0)
+            idle.wait(timeout)  # block like a real source with no new frame
+            return None
 
     results = []
     loop = ScanLoop(Replay(), results.append)
