@@ -141,40 +141,56 @@ class Pipeline:
         self.http_port = free_port()
         self.broker = MosquittoProcess(port=self.port, workdir=workdir / "broker",
                                        config_text=broker_config(self.port, workdir / "broker"))
-        self.cfg = workdir / "server.json"
-        self.cfg.write_text(json.dumps({
-            "database_url": database_url, "http": {"port": self.http_port},
-            "mqtt": {"port": self.port, "client_id": "bench-server"},
-            "ingest": {"batch_size": 2000, "queue_size": 20000},
-        }))
+        self.cfg = self._config(0, self.http_port)
+        self.cfg2 = self._config(1, free_port())
         self.server: subprocess.Popen | None = None
+        self.server2: subprocess.Popen | None = None
         self.next_gate = 0
         self.seed = 0
 
-    def start_server(self) -> None:
+    def _config(self, index: int, http_port: int) -> pathlib.Path:
+        path = self.workdir / f"server-{index}.json"
+        path.write_text(json.dumps({
+            "database_url": self.url, "http": {"port": http_port},
+            "mqtt": {"port": self.port, "client_id": f"bench-server-{index}"},
+            "ingest": {"batch_size": 2000, "queue_size": 20000},
+        }))
+        return path
+
+    def _start(self, cfg: pathlib.Path) -> subprocess.Popen:
         import httpx
 
         from checkgate.broker import wait_for_port
 
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "checkgate.cli", "server", "run", "--config", str(self.cfg)],
+        http_port = json.loads(cfg.read_text())["http"]["port"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "checkgate.cli", "server", "run", "--config", str(cfg)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(self.workdir / "server.log", "ab"))
-        if not wait_for_port("127.0.0.1", self.http_port, 60):
+        if not wait_for_port("127.0.0.1", http_port, 60):
             raise RuntimeError(f"server did not start: {(self.workdir / 'server.log').read_text()[-2000:]}")
         deadline = time.monotonic() + 30
-        while not httpx.get(f"http://127.0.0.1:{self.http_port}/healthz").json().get("mqtt"):
+        while not httpx.get(f"http://127.0.0.1:{http_port}/healthz").json().get("mqtt"):
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not connect to the broker")
             time.sleep(0.1)
+        return proc
+
+    def start_server(self, second: bool = False) -> None:
+        self.server = self._start(self.cfg)
+        if second:
+            self.server2 = self._start(self.cfg2)
 
     def stop_server(self) -> None:
-        if self.server is not None:
-            self.server.terminate()
+        for name in ("server", "server2"):
+            proc = getattr(self, name)
+            if proc is None:
+                continue
+            proc.terminate()
             try:
-                self.server.wait(30)
+                proc.wait(30)
             except subprocess.TimeoutExpired:
-                self.server.kill()
-            self.server = None
+                proc.kill()
+            setattr(self, name, None)
 
     def generators(self, events: int, rate: int) -> list[subprocess.Popen]:
         """Start load generators (each for half of a fresh set of gates) and wait until they are ready."""
@@ -247,6 +263,17 @@ class Pipeline:
             self.start_server()
             done, (t_first, seen) = self.wait_stored(base + events, poll=0.1)
             out["drain"] = {"events": events, "eps": (base + events - seen) / max(done - t_first, 1e-6)}
+            # 4. the same backlog drained by two instances on the shared subscription (both
+            # sessions exist before the backlog is published, so the broker splits it)
+            self.start_server(second=True)
+            self.stop_server()
+            base = _count(self.url)
+            gens = self.generators(events, 0)
+            self.go(gens)
+            _wait_all(gens)
+            self.start_server(second=True)
+            done, (t_first, seen) = self.wait_stored(base + events, poll=0.1)
+            out["drain2"] = {"events": events, "eps": (base + events - seen) / max(done - t_first, 1e-6)}
         finally:
             self.stop_server()
             self.broker.cleanup()
@@ -316,6 +343,9 @@ def run(args) -> BenchResult:
         metrics[f"ingest_{name}_lag_ms_p95"] = round(percentile(lags, 95), 1)
         metrics[f"ingest_{name}_lag_offered_eps"] = paced["rate"]
         metrics[f"ingest_{name}_drain_eps"] = round(drained["eps"], 1)
+        rows.append(Row(f"ingest {name} backlog drain, 2 instances", "events/s", runs["drain2"]["eps"],
+                        runs["drain2"]["eps"], note="two server processes on one shared subscription"))
+        metrics[f"ingest_{name}_drain_2_instances_eps"] = round(runs["drain2"]["eps"], 1)
     return BenchResult(rows=rows, metrics=metrics)
 
 
