@@ -151,7 +151,7 @@ def test_frames_without_a_code_yield_nothing():
 def test_extra_passes_take_turns_on_every_nth_empty_frame(shared_dir):
     # zxing-cpp misses this photo of a code printed on a rice cracker; pyzbar reads it
     image = cv2.imread(str(shared_dir / "data" / "qr" / "zxing-qrcode-2" / "28.png"))
-    decoder = QrDecoder(QrConfig(secondary_every=3))
+    decoder = QrDecoder(QrConfig(secondary_every=3, skip_static=False))
     passes, found = [], []
     for _ in range(12):
         codes = decoder.decode(image)
@@ -161,6 +161,47 @@ def test_extra_passes_take_turns_on_every_nth_empty_frame(shared_dir):
     assert found[5] == ["http://www.webtech.co.jp/k/"] and found[11] == found[5]
     assert all(f == [] for i, f in enumerate(found) if i not in (5, 11))
     assert decode_file(str(shared_dir / "data" / "qr" / "zxing-qrcode-2" / "28.png"))[0].decoder == "pyzbar"
+
+
+def test_unchanged_empty_scene_is_not_decoded_again_but_a_new_code_is_at_once():
+    from drivers.camera.simulated import SimulatedCamera
+
+    cam = SimulatedCamera(seed=6)
+    decoder = QrDecoder(QrConfig(secondary_every=0, static_max_skip=5))
+    passes = []
+    for _ in range(8):  # the empty gate: only sensor noise changes between frames
+        assert decoder.decode(cam.snapshot()) == []
+        passes.append(decoder.last_pass)
+    assert passes == ["zxing-cpp"] + ["skipped"] * 5 + ["zxing-cpp", "skipped"]
+    cam.show_code("CG1:walks-up", style="phone")
+    for _ in range(4):  # the first frame with the code, and every frame while it is held
+        assert [c.text for c in decoder.decode(cam.snapshot())] == ["CG1:walks-up"]
+        assert decoder.last_pass == "zxing-cpp"
+    noisy = QrDecoder(QrConfig(secondary_every=0))
+    rng = np.random.default_rng(2)
+    for _ in range(3):  # a scene that keeps changing is decoded every frame
+        noisy.decode(rng.integers(0, 256, (480, 640), dtype=np.uint8))
+        assert noisy.last_pass == "zxing-cpp"
+
+
+def test_extra_passes_stop_on_an_unchanged_view_and_resume_when_it_changes():
+    from drivers.camera.simulated import SimulatedCamera
+
+    cam = SimulatedCamera(seed=12)
+    decoder = QrDecoder()  # defaults: extra pass every 3rd empty frame, static skipping on
+    passes = []
+    for _ in range(30):
+        assert decoder.decode(cam.snapshot()) == []
+        passes.append(decoder.last_pass)
+    assert set(passes[:7]) >= {"inverted", "pyzbar"}  # one full turn after the view (re)appeared
+    assert set(passes[10:]) <= {"skipped", "zxing-cpp"}  # then only a plain pass now and then
+    assert passes[10:].count("zxing-cpp") <= 4
+    # a dark-mode phone appears: the view changed, so the turns start again and it is read
+    canvas = cv2.cvtColor(cam.snapshot(), cv2.COLOR_BGR2GRAY)
+    code = 255 - qr_image("CG1:dark-after-idle")
+    canvas[100:100 + code.shape[0], 200:200 + code.shape[1]] = code
+    found = [[c.text for c in decoder.decode(canvas)] for _ in range(6)]
+    assert ["CG1:dark-after-idle"] in found
 
 
 def test_dark_mode_code_is_read_by_the_inverted_pass():
