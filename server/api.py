@@ -307,6 +307,8 @@ class GateOut(BaseModel):
     health: dict | None
     queue_depth: int | None
     list_versions: dict | None
+    devices: dict[str, str]
+    faults: list[str]
     event_count: int
     max_seq: int | None
     missing: int
@@ -346,6 +348,37 @@ def _find_dict(health: dict | None, *names: str) -> dict | None:
     return None
 
 
+def _queue_depth(health: dict | None) -> int | None:
+    queue = (health or {}).get("queue")
+    if isinstance(queue, dict) and isinstance(queue.get("pending"), int):
+        return queue["pending"]  # the edge daemon's outbox: events decided but not yet delivered
+    return _find_number(health, "queue_depth", "queued", "pending", "outbox_pending")
+
+
+def _list_versions(health: dict | None) -> dict | None:
+    lists = _find_dict(health, "lists", "list_versions")
+    if lists is None:
+        return None
+    out = {}
+    for name, value in lists.items():
+        if isinstance(value, dict) and "version" in value:
+            out[name] = {"version": value.get("version"), "age_s": value.get("age_s")}
+        elif isinstance(value, int | str) and not isinstance(value, bool):
+            out[name] = {"version": value, "age_s": None}
+    return out
+
+
+def _devices(health: dict | None) -> dict[str, str]:
+    """Device name -> state for every health entry shaped like {"state": ...}."""
+    out = {}
+    for name, value in (health or {}).items():
+        if isinstance(value, dict) and isinstance(value.get("state"), str):
+            out[name] = value["state"][:40]
+        elif isinstance(value, dict) and isinstance(value.get("connected"), bool):
+            out[name] = "connected" if value["connected"] else "disconnected"
+    return out
+
+
 def gate_public(row, now: dt.datetime, stale_after_s: float) -> dict:
     health = parse_payload_json(row.health)
     last_seen = max([t for t in (row.last_seen, row.state_at if row.online else None) if t], default=None)
@@ -359,8 +392,11 @@ def gate_public(row, now: dt.datetime, stale_after_s: float) -> dict:
         "state_at": row.state_at.isoformat(timespec="seconds") + "Z" if row.state_at else None,
         "last_event_at": row.last_event_at.isoformat(timespec="seconds") + "Z" if row.last_event_at else None,
         "health": health,
-        "queue_depth": _find_number(health, "queue_depth", "queued", "pending", "outbox_pending"),
-        "list_versions": _find_dict(health, "lists", "list_versions"),
+        "queue_depth": _queue_depth(health),
+        "list_versions": _list_versions(health),
+        "devices": _devices(health),
+        "faults": [str(f)[:64] for f in (health or {}).get("faults", []) if isinstance(f, str)]
+        if isinstance((health or {}).get("faults"), list) else [],
         "event_count": int(row.event_count or 0),
         "max_seq": row.max_seq,
         "missing": max(0, expected - int(row.event_count or 0)) + max(0, first_missing),

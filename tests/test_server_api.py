@@ -167,3 +167,22 @@ def test_user_tokens_and_roles(client):
     assert client.post("/api/v1/tokens", headers=basic("bob", "nope-nope")).status_code == 401
     assert client.post("/api/v1/users", json={"username": "x", "password": "short", "role": "admin"},
                        headers=admin).status_code == 422
+
+
+def test_gate_list_reads_the_edge_daemons_health_snapshot(client, app_store):
+    _app, store = app_store
+    health = {"thermometer": {"state": "ok"}, "camera": {"state": "stalled"}, "uplink": {"connected": True},
+              "queue": {"pending": 7, "last_seq": 120}, "lists": {"trust": {"version": 3, "age_s": 60},
+                                                                   "status": None, "rejected": {}},
+              "faults": ["camera_stalled"]}
+    store.record_gate_state("north-1", True, health, utcnow())
+    seed(store, [make_event("north-1", s) for s in (1, 2, 5)])
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    gate = client.get("/api/v1/gates", headers=admin).json()[0]
+    assert gate["status"] == "online" and gate["queue_depth"] == 7
+    assert gate["list_versions"] == {"trust": {"version": 3, "age_s": 60}}
+    assert gate["devices"] == {"thermometer": "ok", "camera": "stalled", "uplink": "connected"}
+    assert gate["faults"] == ["camera_stalled"] and gate["missing"] == 2
+    assert client.get("/api/v1/gates/north-1/gaps", headers=admin).json()["gaps"] == [[3, 4]]
+    store.record_gate_state("north-1", False, None, utcnow())  # the Last Will
+    assert client.get("/api/v1/gates", headers=admin).json()[0]["status"] == "offline"

@@ -90,3 +90,24 @@ def test_issue_import_and_revoke_passes_from_the_pages(client):
     # no broker in this test: publishing fails with a message, not an error page
     r = client.post("/status/publish", data={"what": "status"})
     assert r.status_code == 303 and "error" in r.headers["location"]
+
+
+def test_gate_page_shows_devices_faults_queue_and_missing_ranges(client):
+    import json
+
+    from server.normalize import event_row
+    from server.store import utcnow
+    from server.testing import make_event
+
+    store = client.app.state.store
+    store.record_gate_state("east-2", True, {"camera": {"state": "stalled"}, "queue": {"pending": 4},
+                                             "lists": {"status": {"version": 9, "age_s": 120}},
+                                             "faults": ["camera_stalled"]}, utcnow())
+    store.insert_events([event_row("checkgate/v1/gates/east-2/events", json.dumps(make_event("east-2", s)).encode(),
+                                   utcnow()) for s in (1, 4)])
+    store.add_dead_letters([(utcnow(), "checkgate/v1/gates/east-2/events", "payload is not JSON", b"{")])
+    login(client, "sam", "steward-password")
+    page = client.get("/gates?lang=en").text
+    assert "camera: stalled" in page and "camera_stalled" in page and "status: v9 (2 min)" in page
+    assert "2–3" in page  # the missing seq range
+    assert "payload is not JSON" in page and "{" not in page.split('id="dead-letters"')[1].split("</table>")[0]
