@@ -335,6 +335,14 @@ def run(iterations: int, seed: int, only: set[str] | None, shared: pathlib.Path,
     import logging
 
     logging.disable(logging.WARNING)  # rejected inputs log at INFO/WARNING; keep the run quiet
+    try:
+        return _run(iterations, seed, only, shared, workdir, max_findings)
+    finally:
+        logging.disable(logging.NOTSET)  # the caller's logging (e.g. the rest of a test session) as it was
+
+
+def _run(iterations: int, seed: int, only: set[str] | None, shared: pathlib.Path, workdir: pathlib.Path,
+         max_findings: int) -> dict:
     rng = random.Random(seed)
     summary: dict = {"seed": seed, "iterations_per_target": iterations, "targets": {}, "findings": []}
     for target in build_targets(rng, workdir, shared):
