@@ -39,7 +39,35 @@ _PG_TYPES = {"seq": "bigint", "alert": "boolean", "late": "boolean", "ts": "time
 _PG_TYPES = {c: _PG_TYPES.get(c, "text") for c in _EVENT_COLS}
 
 
-@functools.lru_cache(maxsize=8)
+def _pg_raw(conn: Connection, sql: str, params: list, fetch: bool = False) -> list:
+    """Run `sql` with $n placeholders on the raw psycopg connection of `conn`'s transaction.
+
+    A raw cursor takes the placeholders as they are; psycopg's default cursor would parse a
+    statement with thousands of %s in Python on every batch, and arrays (unnest) are escaped
+    element by element in Python too.
+    """
+    import psycopg
+
+    cursor = psycopg.RawCursor(conn.connection.driver_connection)
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if fetch else []
+    finally:
+        cursor.close()
+
+
+def _pg_values(conn: Connection, head: str, rows: list, tail: str, chunk: int = 2000) -> None:
+    """`head VALUES (...), (...) tail` for many rows, in chunks (PostgreSQL allows 65,535 parameters)."""
+    if not rows:
+        return
+    width = len(rows[0])
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        params = [v for row in part for v in row]
+        _pg_raw(conn, f"{head} VALUES {_values_marks(len(part), width, True)} {tail}", params)
+
+
+@functools.lru_cache(maxsize=32)
 def _values_marks(rows: int, cols: int, numbered: bool) -> str:
     """"(?, ?), (?, ?)" or "($1, $2), ($3, $4)" for a multi-row VALUES clause."""
     if not numbered:
@@ -235,16 +263,7 @@ class Store:
         sql = f"INSERT INTO events ({', '.join(cols)}) VALUES {_values_marks(len(chunk), len(cols), pg)}" \
               " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
         if pg:
-            # a raw cursor takes $n placeholders as they are: psycopg would otherwise parse
-            # the whole 16,000-placeholder statement in Python on every batch
-            import psycopg
-
-            cursor = psycopg.RawCursor(conn.connection.driver_connection)
-            try:
-                cursor.execute(sql, params)
-                return [r[0] for r in cursor.fetchall()]
-            finally:
-                cursor.close()
+            return [r[0] for r in _pg_raw(conn, sql, params, fetch=True)]
         return [r[0] for r in conn.exec_driver_sql(sql, tuple(params))]
 
     def _update_gates(self, conn: Connection, inserted: list[dict]) -> None:
@@ -261,16 +280,13 @@ class Store:
                 g[5] = max(g[5], r["received_at"])
         values = [per_gate[k] for k in sorted(per_gate)]
         if self.dialect == "postgresql":
-            cols = list(zip(*values, strict=True))
-            conn.exec_driver_sql(
-                "INSERT INTO gates (gate_id, min_seq, max_seq, event_count, last_event_at, last_seen) "
-                "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::timestamp[], "
-                "%s::timestamp[]) ON CONFLICT (gate_id) DO UPDATE SET "
-                "event_count = gates.event_count + excluded.event_count, "
-                "min_seq = LEAST(gates.min_seq, excluded.min_seq), max_seq = GREATEST(gates.max_seq, excluded.max_seq), "
-                "last_event_at = GREATEST(gates.last_event_at, excluded.last_event_at), "
-                "last_seen = GREATEST(gates.last_seen, excluded.last_seen)",
-                tuple(list(c) for c in cols))
+            _pg_values(conn, "INSERT INTO gates (gate_id, min_seq, max_seq, event_count, last_event_at, last_seen)",
+                       values, "ON CONFLICT (gate_id) DO UPDATE SET "
+                       "event_count = gates.event_count + excluded.event_count, "
+                       "min_seq = LEAST(gates.min_seq, excluded.min_seq), "
+                       "max_seq = GREATEST(gates.max_seq, excluded.max_seq), "
+                       "last_event_at = GREATEST(gates.last_event_at, excluded.last_event_at), "
+                       "last_seen = GREATEST(gates.last_seen, excluded.last_seen)")
             return
         conn.exec_driver_sql(
             "INSERT INTO gates (gate_id, min_seq, max_seq, event_count, last_event_at, last_seen) "
@@ -300,17 +316,13 @@ class Store:
             for reason in [TOTAL, *(x for x in r["reasons"].split(",") if x)]:
                 hourly[(hour, gate, outcome, reason)] += 1
                 daily[(day, gate, outcome, reason)] += 1
-        for table, key, pg_type, counts in (("rollup_hourly", "hour", "timestamp", hourly),
-                                            ("rollup_daily", "day", "date", daily)):
+        for table, key, counts in (("rollup_hourly", "hour", hourly), ("rollup_daily", "day", daily)):
             items = sorted(counts.items())
             upsert = (f" ON CONFLICT ({key}, gate_id, outcome, reason) DO UPDATE SET "
                       f"count = {table}.count + excluded.count")
             if self.dialect == "postgresql":
-                conn.exec_driver_sql(
-                    f"INSERT INTO {table} ({key}, gate_id, outcome, reason, count) SELECT * FROM unnest("
-                    f"%s::{pg_type}[], %s::text[], %s::text[], %s::text[], %s::bigint[])" + upsert,
-                    ([k[0] for k, _ in items], [k[1] for k, _ in items], [k[2] for k, _ in items],
-                     [k[3] for k, _ in items], [n for _, n in items]))
+                _pg_values(conn, f"INSERT INTO {table} ({key}, gate_id, outcome, reason, count)",
+                           [(k[0], k[1], k[2], k[3], n) for k, n in items], upsert)
             else:
                 conn.exec_driver_sql(
                     f"INSERT INTO {table} ({key}, gate_id, outcome, reason, count) VALUES (?, ?, ?, ?, ?)" + upsert,
