@@ -121,6 +121,7 @@ class IngestService:
         cfg = self.config.mqtt
         self._client = make_client(cfg, cfg.client_id, persistent=True, manual_ack=True)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
@@ -179,13 +180,20 @@ class IngestService:
                 logger.error("broker refused the connection: %s", reason_code)
                 return
             self._generation += 1
+            # "connected" (and /healthz's mqtt flag) waits for the SUBACK: until then the
+            # broker would drop events for a first-time subscription
             client.subscribe([(events_subscription(self.config.mqtt.share_group), 1),
                               (protocol.ALL_STATES_FILTER, 1)])
-            self._connected.set()
             self.metrics.connected.set(1)
             logger.info("ingest connected (session present: %s)", flags.session_present)
         except Exception:
             logger.exception("on_connect failed")
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props):
+        if any(rc.is_failure for rc in reason_codes):
+            logger.error("broker refused the ingest subscription: %s", [str(rc) for rc in reason_codes])
+            return
+        self._connected.set()
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props):
         self._connected.clear()
