@@ -111,3 +111,12 @@ def test_gate_page_shows_devices_faults_queue_and_missing_ranges(client):
     assert "camera: stalled" in page and "camera_stalled" in page and "status: v9 (2 min)" in page
     assert "2–3" in page  # the missing seq range
     assert "payload is not JSON" in page and "{" not in page.split('id="dead-letters"')[1].split("</table>")[0]
+
+
+def test_pages_load_scripts_and_styles_only_from_this_server(client):
+    login(client, "alice", "alice-password")
+    for path in PAGES:
+        page = client.get(path).text
+        for ref in re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page):
+            assert ref.startswith("/static/"), f"{path} loads {ref}"
+            assert client.get(ref).status_code == 200, ref
