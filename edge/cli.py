@@ -57,6 +57,9 @@ def _validate_sections(config) -> str | None:
         from drivers.thermometer.measurement import MeasurementConfig
 
         parse_config(MeasurementConfig, config.thermometer.measurement, "thermometer.measurement")
+        from drivers.qr import QrConfig
+
+        parse_config(QrConfig, config.camera.qr, "camera.qr")
     except (ConfigError, ValueError) as err:
         return str(err)
     return None

@@ -34,6 +34,7 @@ class CameraSection(StrictModel):
     fps: float = 15.0
     dedupe_window_s: float = 5.0
     stalled_after_s: float = 3.0
+    qr: dict = Field(default_factory=dict)  # drivers.qr.QrConfig: roi, max_side, secondary passes
 
 
 class CredentialsSection(StrictModel):

@@ -95,6 +95,9 @@ class EdgeDaemon:
         self.data_dir = config.resolve(self.base_dir, config.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.stop_event = threading.Event()
+        # wall-clock time for validity dates and the policy (replaceable in tests: clock jumps);
+        # the flow's timeouts use time.monotonic(), which a clock jump does not move
+        self.clock = lambda: dt.datetime.now(dt.UTC)
         self._inputs: queue.Queue = queue.Queue(maxsize=256)
         self._threads: list[threading.Thread] = []
         self._heartbeats = {n: Heartbeat(n, 5.0) for n in ("thermo", "camera", "decide")}
@@ -165,19 +168,19 @@ class EdgeDaemon:
         self.thermometer.start()
 
         from drivers.camera import open_camera
-        from drivers.qr import CodeDeduper, QrDecoder
+        from drivers.qr import CodeDeduper, QrConfig, QrDecoder
 
         c = self.config.camera
         if c.source == "sim":
             from drivers.camera.simulated import SimulatedCamera
 
             self.camera = SimulatedCamera(width=c.width, height=c.height, fps=c.fps,
-                                          seed=self.config.simulation.seed)
+                                          seed=self.config.simulation.seed, stalled_after_s=c.stalled_after_s)
         else:
             source = int(c.source) if c.source.isdigit() else c.source
-            self.camera = open_camera(source, c.width, c.height, c.fps)
+            self.camera = open_camera(source, c.width, c.height, c.fps, stalled_after_s=c.stalled_after_s)
         self.camera.start()
-        self.decoder = QrDecoder()
+        self.decoder = QrDecoder(parse_config(QrConfig, c.qr, "camera.qr"))
         self.deduper = CodeDeduper(c.dedupe_window_s)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -241,6 +244,7 @@ class EdgeDaemon:
 
     def _thermo_loop(self) -> None:
         hb = self._heartbeats["thermo"]
+        was_present = False
         while not self.stop_event.is_set():
             hb.beat()
             reading = self.thermometer.get(timeout=0.2)
@@ -248,11 +252,14 @@ class EdgeDaemon:
             state = self.thermometer.health().get("state")
             self._set_fault("thermometer_silent", state == "silent")
             self._set_fault("thermometer_disconnected", state == "disconnected")
-            if reading is None:
-                continue
-            result = self.measurer.feed(reading, now)
-            if result is not None:
-                self._put(("temperature", result, now))
+            if reading is not None:
+                result = self.measurer.feed(reading, now)
+                if result is not None:
+                    self._put(("temperature", result, now))
+            present = self.measurer.presence(now)
+            if was_present and not present:
+                self._put(("left", now))
+            was_present = present
 
     def _camera_loop(self) -> None:
         hb = self._heartbeats["camera"]
@@ -303,12 +310,14 @@ class EdgeDaemon:
         if kind == "code":
             _, text, frame_ts, decode_ms = item
             self._timing = {"frame_ts": frame_ts, "decode": decode_ms}
-            cred = self.credentials.verify(text, dt.datetime.now(dt.UTC))
+            cred = self.credentials.verify(text, self.clock())
             return self.flow.on_credential(cred, now)
         if kind == "temperature":
             return self.flow.on_temperature(item[1], now)
         if kind == "fault":
             return self.flow.on_fault(now)
+        if kind == "left":
+            return self.flow.on_person_left(now)
         if kind == "operator":
             self._record_operator_event(item[1])
             return None
@@ -336,7 +345,7 @@ class EdgeDaemon:
 
     def _decide(self, creds: tuple[VerifiedCredential, ...], temp: TemperatureResult | None):
         t0 = time.perf_counter()
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock()
         inputs = self._make_inputs(creds, temp, now)
         decision = self.decide_fn(inputs, self.policy, now)
         self._decide_ms = (time.perf_counter() - t0) * 1000
@@ -520,7 +529,7 @@ class EdgeDaemon:
     # -- health ----------------------------------------------------------------------------
 
     def health(self) -> dict:
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock()
         shown = sorted(self.faults() | ({"outbox_full"} if self._nearly_full else set()))
         return {
             "thermometer": self.thermometer.health() if self.thermometer else {"state": "starting"},

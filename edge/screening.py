@@ -84,6 +84,15 @@ class ScreeningFlow:
             return self._prompt_once("come_closer")
         return self._advance()
 
+    def on_person_left(self, now: float) -> Step | None:
+        """The thermometer no longer sees anyone: a measurement without a code belongs to
+        someone who walked away, and must not be paired with the next person's code."""
+        s = self._session
+        if s is None or s.credentials:
+            return None
+        self._session = None
+        return Step(closed=True)
+
     def on_fault(self, now: float) -> Step | None:
         """A device fault while a visitor is waiting: decide now with what is known."""
         if self._session is None or not self._session.credentials:

@@ -77,6 +77,7 @@ def visit(daemon, code, skin, timeout=10.0) -> dict:
     wait_until(lambda: daemon.visit_done.is_set(), timeout, message="a final decision")
     daemon.camera.show_nothing()
     daemon.thermo_sim.set_person(None)
+    wait_until(lambda: not daemon.measurer.presence(time.monotonic()), 5, message="the visitor walked away")
     events = [e for e in daemon.recent_events() if e["seq"] > before and e["type"] == "screening"]
     return events[-1]
 
@@ -366,3 +367,16 @@ def test_the_documented_example_config_is_valid(tmp_path):
     cfg = tmp_path / "gate.yaml"
     cfg.write_text(example)
     assert main(["edge", "run", "--config", str(cfg), "--validate-config"]) == 0
+
+
+def test_clock_jump_never_opens_and_recovers(daemon_factory, issuer):
+    """An RTC-less Pi booting in 1970, or a clock that jumps: no automatic pass until it is right."""
+    d = daemon_factory()
+    d.clock = lambda: dt.datetime(1970, 1, 1, 0, 5, tzinfo=dt.UTC)
+    ev = visit(d, make_pass(issuer, "p_paul"), NORMAL_SKIN)
+    assert ev["outcome"] != "pass" and d.gate.open_count == 0
+    d.clock = lambda: dt.datetime.now(dt.UTC) + dt.timedelta(days=400)  # jumps past the pass's expiry
+    ev = visit(d, make_pass(issuer, "p_quinn"), NORMAL_SKIN)
+    assert ev["outcome"] == "deny" and d.gate.open_count == 0
+    d.clock = lambda: dt.datetime.now(dt.UTC)
+    assert visit(d, make_pass(issuer, "p_rose"), NORMAL_SKIN)["outcome"] == "pass"

@@ -114,3 +114,13 @@ def test_fault_while_waiting_decides_now():
     flow.on_credential(GOOD, 0.0)
     step = flow.on_fault(0.5)
     assert step.final and step.decision.outcome != "pass"
+
+
+def test_measurement_of_someone_who_left_is_not_paired_with_the_next_code():
+    flow, calls = make()
+    assert flow.on_temperature(NORMAL, 0.0).prompt == "scan_code"
+    assert flow.on_person_left(1.0).closed
+    assert flow.on_credential(GOOD, 2.0).prompt == "come_closer"  # the new person is measured afresh
+    assert calls == []
+    flow.on_temperature(NORMAL, 3.0)
+    assert flow.on_person_left(4.0) is None  # with a code, the visit stays open for a re-measure
