@@ -29,6 +29,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "status_help": "CSV columns: subject,status (green, yellow or red).",
         "passes_help": "CSV columns: subject,name,id_number,kind,zones,expires (YYYY-MM-DD).",
         "steward_note": "Steward view: personal fields are hidden.",
+        "red": "Red code", "yellow": "Yellow code",
     },
     "zh-CN": {
         "title": "卡口管理", "overview": "总览", "gates": "卡口设备", "events": "通行记录",
@@ -54,6 +55,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "status_help": "CSV 列：subject,status（green、yellow 或 red）。",
         "passes_help": "CSV 列：subject,name,id_number,kind,zones,expires（YYYY-MM-DD）。",
         "steward_note": "值守视图：不显示个人信息。",
+        "red": "红码", "yellow": "黄码",
     },
 }
 
