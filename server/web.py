@@ -357,6 +357,23 @@ def passes_revoke(request: Request, pass_id: str, reason: str = Form("revoked by
     return _back("/passes", f"revoked {pass_id[:40]} (publish the status list to reach the gates)")
 
 
+@router.get("/passes/cards")
+def pass_cards_page(request: Request, issued_on: str = ""):
+    """Printable sheet of cards (credit-card size) for every active pass, or those issued on one day."""
+    user = _admin_page(request)
+    if isinstance(user, Response):
+        return user
+    import segno
+
+    passes = [p for p in request.app.state.control.list_passes(500) if not p["revoked"] and p["payload"]]
+    if issued_on:
+        passes = [p for p in passes if (p["issued_at"] or "").startswith(issued_on[:10])]
+    cards = [{"p": p, "qr_svg": segno.make_qr(p["payload"], error="m").svg_inline(scale=4, border=2)}
+             for p in passes]
+    request.app.state.store.audit(user.username, "print_passes", issued_on or "all", {"cards": len(cards)})
+    return render(request, "cards.html", user, cards=cards)
+
+
 @router.get("/passes/{pass_id}/card")
 def pass_card_page(request: Request, pass_id: str):
     user = _admin_page(request)

@@ -85,6 +85,9 @@ def test_issue_import_and_revoke_passes_from_the_pages(client):
     pass_id = re.search(r'action="/passes/(ps_[0-9a-f]+)/revoke"', page).group(1)
     assert client.post(f"/passes/{pass_id}/revoke", data={"reason": "lost card"}).status_code == 303
     assert client.get(f"/passes/{pass_id}/card").status_code == 200
+    sheet = client.get("/passes/cards").text
+    # the revoked pass is not printed
+    assert sheet.count('class="pass-card"') == 1 and ("赵六" in sheet) != ("钱七" in sheet)
     r = client.post("/status/import", files={"file": ("s.csv", io.BytesIO(b"subject,status\np_x,red\n"))})
     assert "imported%201" in r.headers["location"]
     # no broker in this test: publishing fails with a message, not an error page
