@@ -186,3 +186,31 @@ def test_gate_list_reads_the_edge_daemons_health_snapshot(client, app_store):
     assert client.get("/api/v1/gates/north-1/gaps", headers=admin).json()["gaps"] == [[3, 4]]
     store.record_gate_state("north-1", False, None, utcnow())  # the Last Will
     assert client.get("/api/v1/gates", headers=admin).json()[0]["status"] == "offline"
+
+
+def test_alert_stream_delivers_new_alerts_without_personal_fields_to_stewards(client, app_store):
+    import threading
+
+    _app, store = app_store
+    steward = token_for(client, "sam", "steward-password")
+    lines: list[str] = []
+    connected = threading.Event()
+
+    def listen():
+        with client.stream("GET", "/api/v1/alerts/stream", params={"duration_s": 4}, headers=steward) as r:
+            for line in r.iter_lines():
+                connected.set()
+                lines.append(line)
+                if line.startswith("data:"):
+                    return
+
+    reader = threading.Thread(target=listen, daemon=True)
+    reader.start()
+    assert connected.wait(5)
+    seed(store, [make_event("north-1", 1), make_event("north-1", 2, outcome="deny", reasons=["fever"],
+                                                    subject="p_hot", temperature=38.6)])
+    reader.join(10)
+    data = [json.loads(line[5:]) for line in lines if line.startswith("data:")]
+    assert len(data) == 1 and data[0]["seq"] == 2 and data[0]["reasons"] == ["fever"]
+    assert PERSONAL_KEYS.isdisjoint(data[0])
+    assert "event: alert" in lines
