@@ -74,6 +74,10 @@ run runuser -u checkgate -- .venv/bin/checkgate edge run --validate-config --con
 run runuser -u checkgate -- .venv/bin/checkgate provision check --config /etc/checkgate/gate.yaml \
   || echo "install-gate: WARNING: no log-in to the broker yet (see above); the gate will decide offline" \
           "and send its events once it gets through" >&2
+# voice prompts (zh-CN and en) are generated once here with espeak-ng, into the data folder
+run install -d -m 0750 -o checkgate -g checkgate /var/lib/checkgate
+run runuser -u checkgate -- .venv/bin/checkgate edge voices --config /etc/checkgate/gate.yaml \
+  || echo "install-gate: WARNING: voice prompts not generated (is espeak-ng installed?)" >&2
 
 say "6/6 the service"
 run install -m 0644 deploy/systemd/checkgate-edge.service /etc/systemd/system/checkgate-edge.service

@@ -60,7 +60,7 @@ def test_dry_run_installs_the_whole_bundle_with_real_commands(tmp_path, auth):
 
     # the checkgate commands parse with the real CLI and use the installed config
     checkgate_cmds = [c[c.index(".venv/bin/checkgate") + 1:] for c in cmds if ".venv/bin/checkgate" in c]
-    assert [c[:2] for c in checkgate_cmds] == [["edge", "run"], ["provision", "check"]]
+    assert [c[:2] for c in checkgate_cmds] == [["edge", "run"], ["provision", "check"], ["edge", "voices"]]
     for args in checkgate_cmds:
         assert build_parser().parse_args(args).config == "/etc/checkgate/gate.yaml"
     # the user gets exactly the groups the unit asks for
