@@ -67,6 +67,7 @@ def render(request: Request, name: str, user: Principal | None, status_code: int
     lang = language(request)
     tz = request.app.state.store.tz
     context.setdefault("local", lambda value: local_time(value, tz))
+    context.setdefault("tz_name", getattr(tz, "key", "UTC"))  # live (JS) times use the same zone as the tables
     html = templates().get_template(name).render(request=request, user=user, t=translator(lang), lang=lang,
                                                  path=request.url.path, **context)
     response = HTMLResponse(html, status_code=status_code)

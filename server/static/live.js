@@ -16,7 +16,13 @@
     var li = document.createElement("li");
     li.className = "alert-item";
     li.setAttribute("data-event-id", e.event_id);
-    var when = new Date(e.ts).toLocaleTimeString();
+    var when;
+    try {  // the server's time zone, like every time in the tables
+      when = new Date(e.ts).toLocaleTimeString(list.getAttribute("data-lang") || undefined,
+        {timeZone: list.getAttribute("data-tz") || undefined, hour12: false});
+    } catch (err) {
+      when = new Date(e.ts).toLocaleTimeString();
+    }
     var reasons = (e.reasons || []).map(function (r) { return labels[r] || r; }).join(", ");
     var text = when + " · " + e.gate_id + " · " + reasons;
     if (e.temperature_c !== undefined && e.temperature_c !== null) text += " · " + e.temperature_c.toFixed(1) + " °C";
