@@ -7,6 +7,7 @@ test gets a fresh database on the server at 127.0.0.1:5432 that is dropped after
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import time
@@ -61,22 +62,28 @@ def sqlite_url(sqlite_path) -> str:
     return f"sqlite:///{sqlite_path}"
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh, empty PostgreSQL database (dropped afterwards)."""
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str = "checkgate_test"):
+    """Create an empty PostgreSQL database, yield its URL, drop it afterwards."""
     import sqlalchemy as sa
 
-    name = f"checkgate_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except Exception as err:  # CI must run these tests: fail loudly rather than skip
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not usable: {err}")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database (dropped afterwards)."""
+    with fresh_postgres_database() as url:
+        yield url

@@ -29,7 +29,7 @@ import yaml
 
 from checkgate import protocol
 from checkgate.broker import free_port
-from tests.conftest import PG_ADMIN_URL, wait_until
+from tests.conftest import fresh_postgres_database, wait_until
 from tests.test_security_broker import Deployment, Probe
 
 pytestmark = [pytest.mark.security, pytest.mark.slow, pytest.mark.postgres]
@@ -83,21 +83,8 @@ def healthy(centre: Centre, instance: int) -> bool:
 @pytest.fixture(scope="module")
 def postgres_url():
     """One fresh PostgreSQL database for the module's shared centre (dropped afterwards)."""
-    import uuid
-
-    import sqlalchemy as sa
-
-    name = f"checkgate_e2e_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except Exception as err:  # CI must run these tests: fail loudly rather than skip
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not usable: {err}")
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database("checkgate_e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
