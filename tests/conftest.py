@@ -21,6 +21,11 @@ SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
 if not SHARED.exists():  # a clone placed elsewhere: look beside the repo root
     SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 
+ARTIFACTS = pathlib.Path(__file__).resolve().parents[1] / "test-artifacts"  # screenshots (git-ignored)
+# Debian's chromium, headless, with nothing phoning home (the machine has no network)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+
 PG_ADMIN_URL = os.environ.get("CHECKGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -87,3 +92,14 @@ def postgres_url():
     """A fresh, empty PostgreSQL database (dropped afterwards)."""
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Debian chromium driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -9,32 +9,19 @@ to test-artifacts/ for a human look.
 from __future__ import annotations
 
 import datetime as dt
-import pathlib
 import time
 
 import pytest
 
 from checkgate.broker import free_port
-from tests.conftest import wait_until
+from tests.conftest import ARTIFACTS, wait_until
 from tests.test_screen_standin import PIN, StandInDaemon
 
-ARTIFACTS = pathlib.Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
 KIOSK = {"width": 800, "height": 480}
 DESKTOP = {"width": 1920, "height": 1080}
 
 pytestmark = [pytest.mark.browser]
 
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Screen:

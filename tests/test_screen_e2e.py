@@ -16,15 +16,14 @@ import time
 import pytest
 
 from checkgate.broker import free_port
-from tests.conftest import wait_until
-from tests.test_screen_browser import CHROMIUM_ARGS, KIOSK
+from tests.conftest import ARTIFACTS, wait_until
+from tests.test_screen_browser import KIOSK
 from tests.test_screen_standin import PIN, pin_hash
 
 NORMAL_SKIN = 34.6
 FEVER_SKIN = 36.9
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-ARTIFACTS = pathlib.Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture
@@ -110,15 +109,6 @@ def leave(daemon) -> None:
     daemon.thermo_sim.set_person(None)
     wait_until(lambda: not daemon.measurer.presence(time.monotonic()), 5, message="the visitor gone")
 
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def new_page(browser, url):
