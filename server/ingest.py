@@ -57,11 +57,15 @@ def parse_state(payload: bytes) -> tuple[bool | None, dict | None] | Rejected:
 
 
 def make_client(mqtt_cfg: MqttConfig, client_id: str, *, persistent: bool, manual_ack: bool = False):
-    """A paho MQTT v5 client configured from the server config (not yet connected)."""
+    """A paho client (MQTT 3.1.1 or 5, as configured) from the server config (not yet connected)."""
     import paho.mqtt.client as mqtt
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
-                         manual_ack=manual_ack)
+    if mqtt_cfg.protocol == "5":
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                             manual_ack=manual_ack)
+    else:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                             clean_session=not persistent, manual_ack=manual_ack)
     client.suppress_exceptions = True
     if mqtt_cfg.username:
         client.username_pw_set(mqtt_cfg.username, mqtt_cfg.password)
@@ -126,8 +130,11 @@ class IngestService:
         self._client.on_message = self._on_message
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._writer.start()
-        self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=False,
-                                   properties=connect_properties(cfg.session_expiry_s))
+        if cfg.protocol == "5":
+            self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s, clean_start=False,
+                                       properties=connect_properties(cfg.session_expiry_s))
+        else:  # the persistent session was asked for in the client (clean_session=False)
+            self._client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
         self._client.loop_start()
         logger.info("ingest connecting to %s:%d as %r (subscription %s)", cfg.host, cfg.port, cfg.client_id,
                     events_subscription(cfg.share_group))

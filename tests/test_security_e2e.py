@@ -21,6 +21,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -454,6 +455,7 @@ def visit(daemon, code: str, skin: float, timeout: float = 15.0) -> dict:
     wait_until(daemon.visit_done.is_set, timeout, message="a final decision")
     daemon.camera.show_nothing()
     daemon.thermo_sim.set_person(None)
+    wait_until(lambda: not daemon.measurer.presence(time.monotonic()), 5, message="the visitor walked away")
     return [e for e in daemon.recent_events() if e["seq"] > before and e["type"] == "screening"][-1]
 
 
