@@ -197,6 +197,8 @@ class Pipeline:
         return proc
 
     def start_server(self, second: bool = False) -> None:
+        if self.server is not None or self.server2 is not None:
+            raise RuntimeError("a server is still running: stop it first (no orphan processes)")
         self.server = self._start(self.cfg)
         if second:
             self.server2 = self._start(self.cfg2)
@@ -289,6 +291,7 @@ class Pipeline:
             out["drain"] = {"events": n, "eps": eps}
             # 4. the same backlog drained by two instances on the shared subscription (both
             # sessions exist before the backlog is published, so the broker splits it)
+            self.stop_server()  # the single instance of phase 3 (it would be left running otherwise)
             self.start_server(second=True)
             self.stop_server()
             base, after_id = _count(self.url), _max_id(self.url)
