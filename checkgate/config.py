@@ -26,6 +26,17 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def known_timezone(value: str) -> str:
+    """A config validator: the IANA zone must exist on this machine (tzdata)."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
 class ConfigError(Exception):
     """A config file that cannot be used; the message names the bad key."""
 

@@ -61,7 +61,10 @@ class Voice:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
-            self._queue.put_nowait("") if not self._queue.full() else None
+            try:
+                self._queue.put_nowait("")  # wakes the worker so it sees the stop event
+            except queue.Full:
+                pass  # it is busy and will see the stop event after the current prompt
             self._thread.join(2)
 
     def say(self, prompt: str) -> None:

@@ -16,7 +16,11 @@ logger = logging.getLogger(__name__)
 def register(sub: argparse._SubParsersAction) -> None:
     edge = sub.add_parser("edge", help="the gate daemon", description="The gate daemon and its tools.")
     edge_sub = edge.add_subparsers(dest="edge_command", metavar="ACTION", parser_class=type(edge))
-    edge.set_defaults(func=lambda args: (edge.print_help(), 2)[1])
+    def usage(args) -> int:
+        edge.print_help()
+        return 2
+
+    edge.set_defaults(func=usage)
 
     run = edge_sub.add_parser("run", help="run the gate daemon", description="Run the gate daemon.")
     run.add_argument("--config", required=True, help="the gate's YAML/JSON config file")

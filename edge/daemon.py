@@ -109,7 +109,8 @@ class EdgeDaemon:
         self.visit_done = threading.Event()  # set after each final decision (simulation pacing)
         self.last_relay_latency_ms: float | None = None
         self._visitors_paused = threading.Event()
-        self._nearly_full = False  # a warning for the screen and the centre, not a fault
+        self._timing: dict | None = None  # frame time and decode ms of the code being decided
+        self._decide_ms = 0.0
 
         self.outbox = Outbox(self.data_dir / "outbox.sqlite3", config.gate_id,
                              max_pending=config.outbox_max_pending,
@@ -373,7 +374,7 @@ class EdgeDaemon:
 
     def _record_decision(self, step: Step) -> None:
         d = step.decision
-        timing = getattr(self, "_timing", None) or {}
+        timing = self._timing or {}
         total_ms = None
         if timing.get("frame_ts") is not None:
             total_ms = round((time.monotonic() - timing["frame_ts"]) * 1000, 1)
@@ -396,7 +397,7 @@ class EdgeDaemon:
             "direction": self.config.direction,
             "passage": passage,
             "timings_ms": {"decode": round(timing.get("decode", 0.0), 2),
-                           "decide": round(getattr(self, "_decide_ms", 0.0), 3),
+                           "decide": round(self._decide_ms, 3),
                            **({"total": total_ms} if total_ms is not None else {})},
         }
         try:
@@ -407,7 +408,6 @@ class EdgeDaemon:
             self.gate.fail_safe()
             return
         self._set_fault("outbox_error", False)
-        self._nearly_full = self.outbox.pending_count >= self.outbox.warn_fraction * self.outbox.max_pending
         if d.outcome == "pass":
             self.gate.open()
             if self.gate.sensor is not None:
@@ -530,7 +530,9 @@ class EdgeDaemon:
 
     def health(self) -> dict:
         now = self.clock()
-        shown = sorted(self.faults() | ({"outbox_full"} if self._nearly_full else set()))
+        # a nearly full queue is a warning (shown with its fix), not a decision fault
+        nearly_full = self.outbox.nearly_full
+        shown = sorted(self.faults() | ({"outbox_full"} if nearly_full else set()))
         return {
             "thermometer": self.thermometer.health() if self.thermometer else {"state": "starting"},
             "camera": self.camera.health() if self.camera else {"state": "starting"},
@@ -540,7 +542,7 @@ class EdgeDaemon:
             # shown with a fix on the screen; a full queue is a warning, not a decision fault
             "faults": shown,
             "fault_messages": [FAULT_MESSAGES.get(f, f) for f in shown],
-            "warnings": ["outbox_full"] if self._nearly_full else [],
+            "warnings": ["outbox_full"] if nearly_full else [],
             "gate_open": self.gate.is_open,
             "calibration": None if not self.last_calibration else {
                 k: self.last_calibration.get(k) for k in ("ts", "operator", "offset_after_c")},

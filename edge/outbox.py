@@ -173,8 +173,13 @@ class Outbox:
             "last_seq": self._last_seq,
             "max_pending": self.max_pending,
             "oldest_pending_age_s": None if oldest is None else round(time.time() - oldest, 1),
-            "nearly_full": self._pending >= self.warn_fraction * self.max_pending,
+            "nearly_full": self.nearly_full,
         }
+
+    @property
+    def nearly_full(self) -> bool:
+        """Past the warning fraction of the pending limit (an alarm before it fills)."""
+        return self._pending >= self.warn_fraction * self.max_pending
 
     @property
     def pending_count(self) -> int:

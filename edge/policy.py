@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from checkgate.config import StrictModel
+from checkgate.config import StrictModel, known_timezone
 from edge.types import TemperatureResult, VerifiedCredential
 
 logger = logging.getLogger(__name__)
@@ -138,11 +138,7 @@ class Policy(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+        return known_timezone(value)
 
     @field_validator("temperature_outcomes")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from checkgate.config import StrictModel
+from checkgate.config import StrictModel, known_timezone
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +94,4 @@ class ServerConfig(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, v: str) -> str:
-        import zoneinfo
-
-        try:
-            zoneinfo.ZoneInfo(v)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+        return known_timezone(v)
