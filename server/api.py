@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
@@ -467,31 +467,48 @@ def _recent_alerts(store, limit: int) -> list:
 @router.get("/alerts/stream", tags=["alerts"], response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def alert_stream(request: Request, store: StoreDep, user: UserDep,
-                       duration_s: Annotated[int, Query(ge=1, le=86400)] = 3600):
+                       duration_s: Annotated[int, Query(ge=1, le=86400)] = 3600,
+                       after_id: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+                       last_event_id: Annotated[str | None, Header()] = None):
     """Server-sent events: one `alert` event per fever/forged-code event as it is stored.
 
-    Reads the database (not the local ingest), so it sees events stored by every
-    server instance on the shared subscription.
+    Alerts stored by every server instance on the shared subscription arrive (the
+    process's alert feed reads the database). A reconnecting browser sends the id of the
+    last alert it got (`Last-Event-ID`) and gets what it missed first; `after_id` does
+    the same for a page that already shows the alerts up to that event id.
     """
+    resume = after_id
+    # only the browser sets it, from ids we sent: anything else is ignored, so a stream never fails on it
+    if last_event_id is not None and last_event_id.strip().isdigit() and len(last_event_id.strip()) <= 18:
+        resume = int(last_event_id.strip())
     personal = user.sees_personal
     if personal:
         await run_in_threadpool(store.audit, user.username, "watch_alerts", None)
-    start_id = await run_in_threadpool(store.last_event_id)
+    feed = request.app.state.alert_feed
+    await run_in_threadpool(feed.start)
+    position = feed.position
+    missed = await run_in_threadpool(store.alerts_after, resume, 100) if resume is not None else []
     deadline = time.monotonic() + duration_s
 
+    def sse(row) -> str:
+        return f"id: {row.id}\nevent: alert\ndata: {json.dumps(event_public(row, personal))}\n\n"
+
     async def events():
-        last_id = start_id
+        nonlocal position
+        sent = {r.id for r in missed}
         last_beat = time.monotonic()
         yield ": connected\n\n"
+        for row in missed:
+            yield sse(row)
         while time.monotonic() < deadline and not await request.is_disconnected():
-            rows = await run_in_threadpool(store.alerts_after, last_id, 100)
-            for r in rows:
-                last_id = r.id
-                yield f"id: {r.id}\nevent: alert\ndata: {json.dumps(event_public(r, personal))}\n\n"
+            rows, position = feed.rows_after(position)  # memory only: no query per viewer
+            for row in rows:
+                if row.id not in sent:
+                    yield sse(row)
             if time.monotonic() - last_beat > 15:
                 last_beat = time.monotonic()
                 yield ": keep-alive\n\n"
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(0.2)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from server.alerts import AlertFeed
 from server.auth import configure_password_hashing
 from server.config import ServerConfig
 from server.control import ControlService, Signer
@@ -66,6 +67,9 @@ def create_app(config: ServerConfig, store: Store, ingest: IngestService | None 
     if signer is None and config.signing_key is not None:
         signer = Signer.from_file(config.signing_key, config.signing_kid)
     metrics = metrics or (ingest.metrics if ingest else ServerMetrics())
+    alert_feed = AlertFeed(store)
+    if ingest is not None:
+        ingest.on_alert = alert_feed.notify  # a stored fever reaches the dashboards without waiting for a poll
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -90,6 +94,7 @@ def create_app(config: ServerConfig, store: Store, ingest: IngestService | None 
                 retention.stop()
             if ingest is not None:
                 ingest.stop()
+            alert_feed.stop()
 
     app = FastAPI(title="checkgate server", version="1", lifespan=lifespan,
                   description="Central server of the checkpoint gates: events, statistics, gates, passes, "
@@ -98,6 +103,7 @@ def create_app(config: ServerConfig, store: Store, ingest: IngestService | None 
     app.state.store = store
     app.state.ingest = ingest
     app.state.metrics = metrics
+    app.state.alert_feed = alert_feed
     app.state.control = ControlService(store, signer, _publisher(config, ingest))
 
     def count_online():

@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from checkgate import protocol
 from server.config import MqttConfig, ServerConfig
@@ -118,6 +119,7 @@ class IngestService:
         self.stored_total = 0
         self.duplicate_total = 0
         self.dead_letter_total = 0
+        self.on_alert: Callable[[], None] | None = None  # called after a batch holding an alert is stored
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -294,6 +296,8 @@ class IngestService:
         self.metrics.duplicates.inc(dupes)
         self.metrics.dead_letters.inc(len(letters))
         self.metrics.batch_size.observe(len(batch))
+        if self.on_alert is not None and any(row["alert"] for row in rows.values()):
+            self.on_alert()
         now = utcnow()
         for row in rows.values():
             lag = (now - row["ts"]).total_seconds()

@@ -186,6 +186,8 @@ def overview(request: Request):
     store = request.app.state.store
     lang = language(request)
     data = overview_data(store)
+    # the live stream carries on from here, so nothing stored while the page renders is missed
+    stream_after = store.last_event_id()
     alerts, _ = store.search_events(alert=True, since=_local_midnight_utc(store), limit=20)
     rows, _ = store.search_events(limit=15)
     if user.sees_personal:
@@ -193,7 +195,7 @@ def overview(request: Request):
     return render(request, "overview.html", user, data=data, labels=reason_labels(lang),
                   alerts=[event_public(r, user.sees_personal) for r in alerts],
                   events=[event_public(r, user.sees_personal) for r in rows],
-                  dead_letters=store.dead_letter_count())
+                  dead_letters=store.dead_letter_count(), stream_after=stream_after)
 
 
 @router.get("/gates")

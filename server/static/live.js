@@ -5,13 +5,17 @@
   if (!list || !window.EventSource) return;
   var empty = document.getElementById("no-alerts");
   var labels = JSON.parse(list.getAttribute("data-labels") || "{}");
-  var source = new EventSource("/api/v1/alerts/stream");
+  // carry on from the newest event the page was rendered with; after a dropped
+  // connection the browser sends Last-Event-ID and the server fills the gap
+  var after = list.getAttribute("data-after-id");
+  var source = new EventSource("/api/v1/alerts/stream" + (after ? "?after_id=" + encodeURIComponent(after) : ""));
   var state = document.getElementById("live-state");
 
   source.addEventListener("open", function () { if (state) state.className = "badge online"; });
   source.addEventListener("error", function () { if (state) state.className = "badge offline"; });
   source.addEventListener("alert", function (msg) {
     var e = JSON.parse(msg.data);
+    if (list.querySelector('[data-event-id="' + CSS.escape(String(e.event_id)) + '"]')) return;  // already shown
     if (empty) empty.remove();
     var li = document.createElement("li");
     li.className = "alert-item";
