@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from checkgate.csrf import CrossOriginProtection
 from server.alerts import AlertFeed
 from server.auth import configure_password_hashing
 from server.config import ServerConfig
@@ -137,5 +138,6 @@ def create_app(config: ServerConfig, store: Store, ingest: IngestService | None 
 
     app.include_router(api.router)
     app.include_router(web.router)
+    app.add_middleware(CrossOriginProtection, trusted_origins=config.http.trusted_origins)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

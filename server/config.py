@@ -43,6 +43,9 @@ class HttpConfig(StrictModel):
     port: int = Field(8080, ge=0, le=65535)
     # Cookie `Secure` flag: turn on behind HTTPS.
     secure_cookies: bool = False
+    # Origins (scheme://host[:port]) whose browsers may post to this server besides its own
+    # Host: needed only behind a reverse proxy that rewrites the Host header.
+    trusted_origins: list[str] = []
 
 
 class IngestConfig(StrictModel):

@@ -180,6 +180,16 @@ def test_sign_in_override_and_sign_out_become_operator_actions(daemon):
     assert daemon.actions[0]["reasons"] == ["sign_in"] and daemon.actions[2]["reasons"] == ["sign_out"]
 
 
+def test_an_override_posted_by_another_site_is_refused(daemon):
+    with client_for(daemon) as client:
+        sign_in(client)
+        for headers in ({"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"},
+                        {"Origin": "http://evil.example"}):
+            res = client.post("/api/override", json={"outcome": "pass", "reason": "staff_on_duty"}, headers=headers)
+            assert res.status_code == 403
+    assert [a["type"] for a in daemon.actions] == ["shift"]  # the sign-in only: the gate did not open
+
+
 def test_wrong_pins_lock_the_operator_out(tmp_path):
     daemon = StandInDaemon(tmp_path, pin_max_attempts=3, pin_lockout_s=600)
     with client_for(daemon) as client:

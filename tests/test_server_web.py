@@ -123,3 +123,47 @@ def test_pages_load_scripts_and_styles_only_from_this_server(client):
         for ref in re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page):
             assert ref.startswith("/static/"), f"{path} loads {ref}"
             assert client.get(ref).status_code == 200, ref
+
+
+@pytest.mark.parametrize("headers", [
+    {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+    {"Sec-Fetch-Site": "same-site", "Origin": "https://other.testserver"},  # a sibling site on the domain
+    {"Origin": "https://evil.example"},  # an older browser: no Sec-Fetch-Site
+    {"Origin": "null"},  # a sandboxed frame or a data: page
+])
+def test_a_form_posted_from_another_site_is_refused_and_changes_nothing(client, headers):
+    login(client, "alice", "alice-password")
+    r = client.post("/passes", data={"kind": "resident", "name": "赵六", "zones": "north", "expires": "2027-03-01"},
+                    headers=headers)
+    assert r.status_code == 403 and "cross-origin" in r.json()["detail"]
+    r = client.post("/api/v1/status/publish", headers=headers)  # the session cookie reaches the API too
+    assert r.status_code == 403
+    assert "赵六" not in client.get("/passes").text
+
+
+@pytest.mark.parametrize("headers", [
+    {"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"},
+    {"Origin": "http://testserver"},
+    {"Sec-Fetch-Site": "none"},  # typed into the address bar
+    {},  # not a browser
+])
+def test_a_form_posted_from_the_dashboard_itself_goes_through(client, headers):
+    login(client, "alice", "alice-password")
+    r = client.post("/passes", data={"kind": "resident", "name": "赵六", "zones": "north", "expires": "2027-03-01"},
+                    headers=headers)
+    assert r.status_code == 303 and "issued" in r.headers["location"]
+
+
+def test_a_trusted_origin_behind_a_proxy_may_post(sqlite_url, tmp_path):
+    config = server_config(sqlite_url, 1, ingest_enabled=False, http={"trusted_origins": ["https://centre.example.org/"]})
+    migrate(sqlite_url)
+    store = Store(sqlite_url)
+    create_user(store, "alice", "alice-password", "admin")
+    try:
+        with TestClient(create_app(config, store, None, run_jobs=False), follow_redirects=False) as c:
+            proxied = {"Origin": "https://centre.example.org"}  # an older browser, Host rewritten by the proxy
+            assert login(c, "alice", "alice-password").status_code == 303
+            assert c.post("/logout", headers=proxied).status_code == 303
+            assert c.post("/logout", headers={"Origin": "https://evil.example"}).status_code == 403
+    finally:
+        store.close()

@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from checkgate.config import StrictModel
+from checkgate.csrf import CrossOriginProtection
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +155,8 @@ def create_app(daemon, *, should_exit=lambda: False):
                   openapi_url=None)
     app.state.hub, app.state.auth = hub, auth
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    # an override opens the gate: no other site's page may post one with the volunteer's cookie
+    app.add_middleware(CrossOriginProtection)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
