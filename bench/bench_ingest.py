@@ -6,6 +6,9 @@ exactly as deployed. Reported: events/s from the first publish until the last
 event is in the database, and the lag (received - decided) per stored event.
 
     python bench/run.py --only ingest [--quick] [--json]
+
+The server's ingest session uses MQTT 5, its default; CHECKGATE_BENCH_MQTT_PROTOCOL=3.1.1
+measures the other setting.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from common import BenchResult, Row, percentile  # noqa: E402
 PG_ADMIN_URL = os.environ.get("CHECKGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 GATES = 200
 GENERATORS = 2
+# the server's ingest session as deployed by default ("5"); "3.1.1" to compare
+SERVER_MQTT_PROTOCOL = os.environ.get("CHECKGATE_BENCH_MQTT_PROTOCOL", "5")
 TARGET_EPS = {"sqlite": 2_000, "postgres": 5_000}  # the issue's targets on this 2-core machine
 
 
@@ -189,7 +194,7 @@ class Pipeline:
         path = self.workdir / f"server-{index}.json"
         path.write_text(json.dumps({
             "database_url": self.url, "http": {"port": http_port},
-            "mqtt": {"port": self.port, "client_id": f"bench-server-{index}"},
+            "mqtt": {"port": self.port, "client_id": f"bench-server-{index}", "protocol": SERVER_MQTT_PROTOCOL},
             "ingest": {"batch_size": 2000, "queue_size": 20000},
         }))
         return path
@@ -386,7 +391,7 @@ def run(args) -> BenchResult:
         rows.append(Row(f"ingest {name}", "events/s", percentile(per_s, 50), percentile(per_s, 5),
                         f"target {target:,}", target,
                         note=f"{top['events']} events, {GATES} gates, {top['eps']:,.0f}/s first publish to last "
-                             f"stored ({top['seconds']:.1f}s); generators {top['generator_cpu_us']:.0f} us CPU/event"))
+                             f"stored ({top['seconds']:.1f}s), server on MQTT {SERVER_MQTT_PROTOCOL}; generators {top['generator_cpu_us']:.0f} us CPU/event"))
         lags = paced["lag_ms"]
         rows.append(Row(f"ingest {name} lag", "ms", percentile(lags, 50), percentile(lags, 95),
                         note=f"received - decided at {paced['rate']} events/s offered ({paced['events']} events)"))

@@ -31,10 +31,12 @@ class MqttConfig(StrictModel):
     # Instances with the same group split the gates' events between them.
     share_group: str | None = Field("checkgate-ingest", pattern=r"^[A-Za-z0-9_-]+$")
     session_expiry_s: int = Field(7 * 24 * 3600, ge=0)  # MQTT 5 only
-    # "3.1.1" costs paho ~40 % less CPU per message (no v5 property objects): measured 5,400 vs
-    # 3,900 events/s draining a backlog into PostgreSQL. Its persistent session then lives as
-    # long as the broker's persistent_client_expiration (`checkgate provision broker` sets it).
-    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    # MQTT 5: clean start off and a session expiry, so the broker drops a decommissioned
+    # server's queue by itself. "3.1.1" costs paho less CPU per message (no v5 property
+    # objects: 9,669 vs 9,978-10,920 events/s end to end into PostgreSQL, docs/benchmarks.md);
+    # its persistent session then lives as long as the broker's persistent_client_expiration
+    # (`checkgate provision broker` sets it).
+    protocol: Literal["3.1.1", "5"] = "5"
     keepalive_s: int = Field(30, ge=5, le=3600)
 
 

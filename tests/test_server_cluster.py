@@ -34,8 +34,9 @@ def test_two_instances_on_one_shared_subscription_store_every_event_exactly_once
     assert sorted(k[0] for k in keys) == sorted(e["event_id"] for e in events)
 
 
-def test_events_published_while_the_server_is_down_arrive_after_restart(mosquitto, sqlite_url):
-    config = server_config(sqlite_url, mosquitto.port, mqtt={"client_id": "server-restart"})
+@pytest.mark.parametrize("mqtt_protocol", ["5", "3.1.1"])
+def test_events_published_while_the_server_is_down_arrive_after_restart(mosquitto, sqlite_url, mqtt_protocol):
+    config = server_config(sqlite_url, mosquitto.port, mqtt={"client_id": "server-restart", "protocol": mqtt_protocol})
     first = [make_event("north-1", s) for s in range(1, 51)]
     second = [make_event("north-1", s) for s in range(51, 301)]
     with running_ingest(config) as (_store, ingest):
