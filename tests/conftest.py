@@ -94,6 +94,23 @@ def postgres_url():
         yield url
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request):
+    """The test runs twice: on a SQLite file and on a fresh PostgreSQL database."""
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+
+
+@pytest.fixture
+def store(db_url):
+    """A migrated server Store on `db_url` (both backends)."""
+    from server.store import Store, migrate
+
+    migrate(db_url)
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
 @pytest.fixture(scope="module")
 def browser():
     """A headless Debian chromium driven by Playwright (never a downloaded browser)."""

@@ -30,14 +30,6 @@ def fever(gate: str, seq: int, temperature: float = 38.4) -> dict:
     return make_event(gate, seq, outcome="deny", reasons=["fever"], subject=f"p_{seq:06d}", temperature=temperature)
 
 
-@pytest.fixture
-def store(sqlite_url):
-    migrate(sqlite_url)
-    s = Store(sqlite_url)
-    yield s
-    s.close()
-
-
 def test_one_database_read_serves_every_open_dashboard(store):
     feed = AlertFeed(store, interval_s=3600)  # only a notify wakes it in this test
     feed.start()

@@ -11,11 +11,6 @@ from server.testing import make_event, publish_events, running_ingest, server_co
 from tests.conftest import wait_until
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request):
-    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-
-
 def test_two_instances_on_one_shared_subscription_store_every_event_exactly_once(mosquitto, db_url):
     a = server_config(db_url, mosquitto.port, mqtt={"client_id": "server-a", "share_group": "ingest"})
     b = server_config(db_url, mosquitto.port, mqtt={"client_id": "server-b", "share_group": "ingest"})

@@ -5,27 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import pytest
 import sqlalchemy as sa
 
 from server import models as m
 from server.app import RetentionJob
 from server.normalize import event_row
-from server.store import Store, migrate, stored_event_keys, utcnow
+from server.store import migrate, stored_event_keys, utcnow
 from server.testing import make_event
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request):
-    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-
-
-@pytest.fixture
-def store(db_url):
-    migrate(db_url)
-    s = Store(db_url)
-    yield s
-    s.close()
 
 
 def rows_for(events, received_at=None):
