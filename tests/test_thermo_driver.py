@@ -106,6 +106,13 @@ def test_fixed_wrong_baud_stays_silent_never_invents_readings():
         drv.start()
         try:
             wait_until(lambda: drv.health()["state"] == "silent", 3, message="silent at the wrong baud")
+            # A frame the simulator wrote in the instant the driver switched the pty's rate is
+            # still read whole (a pty cannot garble in flight as a UART does); it carries the
+            # real temperature. What must never come through is a value made of noise.
+            early = []
+            while (reading := drv.get(timeout=0.05)) is not None:
+                early.append(reading)
+            assert all(r.object_c == pytest.approx(24.0, abs=0.5) for r in early), early
             assert drv.get(timeout=0.3) is None
             assert sum(drv.health()["rejected"].values()) > 0  # the noise was seen and rejected
         finally:
