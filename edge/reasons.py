@@ -49,6 +49,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "dcc_schema": ("证书内容不符合规范", "Certificate content is invalid"),
     "dcc_value_set": ("证书含未知取值", "Certificate has unknown values"),
     "dcc_key_usage": ("签发者无权签发此类证书", "Signer may not issue this certificate type"),
+    "dcc_issuer": ("证书签发国与签发者不符", "Certificate country does not match its signer"),
     # temperature
     "fever": ("体温异常,请到复测点", "High temperature: please go to the recheck point"),
     "temperature_recheck": ("请重新测温", "Please measure again"),

@@ -246,3 +246,44 @@ def test_embedded_case_images_follow_the_picture_flag(shared_dir, tmp_path, caps
             assert decode_file(str(image)) == [case["PREFIX"]]
         checked += 1
     assert checked >= 13
+
+
+def _country_signer(country: str, now: dt.datetime):
+    """A self-made ES256 document signer for `country` (subject C), valid around `now`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from edge.credentials.dcc import Signer
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COUNTRY_NAME, country),
+                      x509.NameAttribute(x509.NameOID.COMMON_NAME, f"DSC test {country}")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=30)).not_valid_after(now + dt.timedelta(days=365))
+            .sign(key, hashes.SHA256()))
+    return key, Signer.from_der(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _hc1(key, kid: bytes, iss: str, dcc: dict, now: dt.datetime) -> str:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    protected = cbor2.dumps({1: -7, 4: kid})
+    iat = int(now.timestamp()) - 3600
+    cwt = cbor2.dumps({1: iss, 6: iat, 4: iat + 30 * 86400, -260: {1: dcc}})
+    r, s = decode_dss_signature(key.sign(cbor2.dumps(["Signature1", protected, b"", cwt]), ec.ECDSA(hashes.SHA256())))
+    cose = cbor2.CBORTag(18, [protected, {}, cwt, r.to_bytes(32, "big") + s.to_bytes(32, "big")])
+    return "HC1:" + base45.b45encode(zlib.compress(cbor2.dumps(cose))).decode()
+
+
+def test_a_signer_cannot_vouch_for_another_countrys_certificate(shared_dir, dcc_data):
+    dcc = load_case(shared_dir, "common/2DCode/raw/DGC6.json")["JSON"]
+    now = dt.datetime.now(dt.UTC)
+    key, signer = _country_signer("DE", now)
+    store = DccTrustStore([signer], valuesets=dcc_data[1], schemas=dcc_data[2])
+    assert verify_hc1(_hc1(key, signer.kid, "DE", dcc, now), store, now).ok
+    forged = verify_hc1(_hc1(key, signer.kid, "FR", dcc, now), store, now)
+    assert not forged.ok and forged.reason == "dcc_issuer" and "FR" in forged.detail

@@ -89,13 +89,20 @@ class Signer:
     not_before: dt.datetime
     not_after: dt.datetime
     allowed_types: frozenset[str] | None  # None: no DCC key usage, may sign every type
+    country: str | None = None  # the DSC subject's C; None: the certificate names none
 
     @classmethod
     def from_der(cls, der: bytes) -> Signer:
         cert = x509.load_der_x509_certificate(der)
         return cls(kid=hashlib.sha256(der).digest()[:8], public_key=cert.public_key(),
                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                   allowed_types=_allowed_types(cert))
+                   allowed_types=_allowed_types(cert), country=_country(cert))
+
+
+def _country(cert: x509.Certificate) -> str | None:
+    names = cert.subject.get_attributes_for_oid(x509.NameOID.COUNTRY_NAME)
+    value = names[0].value if names else None
+    return value.upper() if isinstance(value, str) and value else None
 
 
 def _allowed_types(cert: x509.Certificate) -> frozenset[str] | None:
@@ -273,6 +280,9 @@ def _verify(payload: str, store: DccTrustStore, now: dt.datetime, check_time: bo
             raise _Reject("dcc_time", "issued before the signer certificate was valid")
         if exp is not None and exp > signer.not_after.timestamp():
             raise _Reject("dcc_time", "expires after the signer certificate")
+    # A signer certified for one country cannot vouch for another country's certificates.
+    if signer.country and iss and iss.upper() != signer.country:
+        raise _Reject("dcc_issuer", f"issued by {iss!r}, signed by a {signer.country} signer")
     dcc_type, entry = _check_dcc(dcc, store)
     if signer.allowed_types is not None and dcc_type not in signer.allowed_types:
         raise _Reject("dcc_key_usage", f"signer may sign {sorted(signer.allowed_types)}, not {dcc_type}")
