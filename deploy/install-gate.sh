@@ -45,6 +45,9 @@ done
 
 say "1/6 packages and the virtualenv"
 run ./scripts/setup
+# the volunteer screen speaks zh-CN: without a CJK font the kiosk shows empty boxes
+run env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
+  fonts-noto-cjk
 # gpiozero's backend for the Pi 4 and Pi 5 GPIO (gate.pin_factory: lgpio)
 run .venv/bin/pip install --quiet lgpio
 

@@ -57,6 +57,8 @@ def test_dry_run_installs_the_whole_bundle_with_real_commands(tmp_path, auth):
         if cmd[0] == "install" and cmd[-2].startswith("deploy/"):
             assert (ROOT / cmd[-2]).exists(), cmd
     assert ["systemctl", "enable", "--now", "checkgate-edge"] in cmds
+    # the kiosk gets a font for the zh-CN screen
+    assert any(c[-1] == "fonts-noto-cjk" and "install" in c for c in cmds)
 
     # the checkgate commands parse with the real CLI and use the installed config
     checkgate_cmds = [c[c.index(".venv/bin/checkgate") + 1:] for c in cmds if ".venv/bin/checkgate" in c]
