@@ -281,7 +281,8 @@ def events_page(request: Request):
     csv_url = "/api/v1/events.csv?" + urllib.parse.urlencode(csv_params)
     gate_ids = [g.gate_id for g in store.gates()]
     return render(request, "events.html", user, events=[event_public(r, user.sees_personal) for r in rows],
-                  q=request.query_params, errors=errors, next_url=next_url, csv_url=csv_url, gate_ids=gate_ids)
+                  q=request.query_params, errors=errors, next_url=next_url, csv_url=csv_url, gate_ids=gate_ids,
+                  labels=reason_labels(language(request)))
 
 
 @router.get("/report")
