@@ -40,7 +40,7 @@ class AlertFeed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self.reads = 0  # database reads so far (for /metrics and tests)
+        self.reads = 0  # database reads so far (tests and diagnostics)
 
     # --- lifecycle --------------------------------------------------------------
 
