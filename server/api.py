@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import time
+from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, UploadFile
@@ -487,7 +488,8 @@ async def alert_stream(request: Request, store: StoreDep, user: UserDep,
     feed = request.app.state.alert_feed
     await run_in_threadpool(feed.start)
     position = feed.position
-    missed = await run_in_threadpool(store.alerts_after, resume, 100) if resume is not None else []
+    # at most the newest 100 of what was missed
+    missed = await run_in_threadpool(partial(store.alerts_after, resume, 100, newest=True)) if resume is not None else []
     deadline = time.monotonic() + duration_s
 
     def sse(row) -> str:

@@ -428,11 +428,15 @@ class Store:
         rows = rows[:limit]
         return rows, (encode_cursor(rows[-1].ts, rows[-1].id) if more and rows else None)
 
-    def alerts_after(self, after_id: int, limit: int = 50) -> list:
+    def alerts_after(self, after_id: int, limit: int = 50, *, newest: bool = False) -> list:
+        """Alert events with an id above `after_id`, in id order: the first `limit` of them,
+        or with `newest` the last `limit` (a dashboard catching up wants the latest)."""
         ev = m.events.c
+        q = sa.select(m.events).where(self._alert_clause(), ev.id > after_id)
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(m.events).where(self._alert_clause(), ev.id > after_id)
-                                .order_by(ev.id).limit(limit)).all()
+            if newest:
+                return list(reversed(conn.execute(q.order_by(ev.id.desc()).limit(limit)).all()))
+            return conn.execute(q.order_by(ev.id).limit(limit)).all()
 
     def _alert_clause(self):
         # spelled exactly like the partial index's predicate, so both databases use it

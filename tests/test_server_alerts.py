@@ -138,3 +138,13 @@ def test_ingest_wakes_the_feed_when_it_stores_an_alert(mosquitto, sqlite_url):
         assert not woken.is_set()  # a pass is no alert
         publish_events(mosquitto.port, [fever("north-1", 2)])
         assert woken.wait(10)
+
+
+def test_a_long_disconnect_replays_the_newest_missed_alerts(client_store):
+    client, store = client_store
+    seed(store, [fever("north-1", 1)])
+    before = store.alerts_after(0, 10)[-1].id
+    seed(store, [fever("north-1", s) for s in range(2, 107)])  # 105 alerts while the browser was away
+    ids = [r.id for r in store.alerts_after(before, 1000)]
+    got = _read_alerts(client, 100, headers={"Last-Event-ID": str(before)})
+    assert [g["_sse_id"] for g in got] == ids[-100:]  # the latest 100, oldest first
