@@ -75,3 +75,14 @@ def load_config(model: type[ModelT], path: str | pathlib.Path) -> ModelT:
     except (ValueError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: not valid YAML/JSON: {err}") from None
     return parse_config(model, data, str(path))
+
+
+def load_config_or_report(model: type[ModelT], path: str | pathlib.Path, command: str) -> ModelT | None:
+    """load_config for a CLI command: on a bad file, print the reason for the operator and return None."""
+    import sys
+
+    try:
+        return load_config(model, path)
+    except ConfigError as err:
+        print(f"checkgate {command}: bad config: {err}", file=sys.stderr)
+        return None

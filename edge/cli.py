@@ -40,14 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(path: str):
-    from checkgate.config import ConfigError, load_config
+    from checkgate.config import load_config_or_report
     from edge.config import EdgeConfig
 
-    try:
-        return load_config(EdgeConfig, path)
-    except ConfigError as err:
-        print(f"checkgate edge: bad config: {err}", file=sys.stderr)
-        return None
+    return load_config_or_report(EdgeConfig, path, "edge")
 
 
 def _validate_sections(config) -> str | None:

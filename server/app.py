@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import logging
 import pathlib
-import threading
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -18,6 +17,7 @@ from server.auth import configure_password_hashing
 from server.config import ServerConfig
 from server.control import ControlService, Signer
 from server.ingest import IngestService, OneShotPublisher
+from server.jobs import PeriodicJob
 from server.metrics import ServerMetrics
 from server.store import Store, utcnow
 
@@ -26,31 +26,18 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
 
 
-class RetentionJob:
+class RetentionJob(PeriodicJob):
     """Clears personal fields of events older than retention_days, every interval."""
 
+    name = "retention"
+    run_at_start = True
+
     def __init__(self, store: Store, days: int, interval_s: float):
-        self.store, self.days, self.interval_s = store, days, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        super().__init__(interval_s)
+        self.store, self.days = store, days
 
     def run_once(self) -> int:
         return self.store.purge_personal(utcnow() - dt.timedelta(days=self.days))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                logger.exception("retention run failed; will try again")
-            self._stop.wait(self.interval_s)
 
 
 def _publisher(config: ServerConfig, ingest: IngestService | None):

@@ -49,14 +49,10 @@ def register(subparsers) -> None:
 
 
 def _load(path: str):
-    from checkgate.config import ConfigError, load_config
+    from checkgate.config import load_config_or_report
     from server.config import ServerConfig
 
-    try:
-        return load_config(ServerConfig, path)
-    except ConfigError as err:
-        print(f"checkgate server: bad config: {err}", file=sys.stderr)
-        return None
+    return load_config_or_report(ServerConfig, path, "server")
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -12,32 +12,25 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 
 from checkgate import protocol
+from server.jobs import PeriodicJob
 
 logger = logging.getLogger(__name__)
 
 MAX_RANGES_PER_GATE = 20
 
 
-class GapRepair:
+class GapRepair(PeriodicJob):
+    name = "gap-repair"
+
     def __init__(self, store, publish: Callable[[str, bytes], bool], interval_s: float = 15.0):
+        super().__init__(interval_s)
         self.store = store
         self.publish = publish  # (topic, payload) -> acknowledged; never retained
-        self.interval_s = interval_s
         self.requested = 0
         self._seen: dict[str, set[tuple[int, int]]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gap-repair", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
     def missing(self, gate) -> set[tuple[int, int]]:
         ranges = set(self.store.gaps(gate.gate_id, MAX_RANGES_PER_GATE))
@@ -66,10 +59,3 @@ class GapRepair:
         self._seen = current
         self.requested += asked
         return asked
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.run_once()
-            except Exception:
-                logger.exception("gap repair round failed; will try again")

@@ -10,7 +10,7 @@ does not load numpy, zxing-cpp and libzbar.
 
 from __future__ import annotations
 
-import importlib
+from checkgate.lazy import lazy_exports
 
 _EXPORTS = {
     "DecodedCode": "drivers.qr.chain",
@@ -26,11 +26,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'drivers.qr' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

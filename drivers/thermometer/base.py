@@ -323,3 +323,13 @@ class HeaderCodec(Codec):
 
     def _decode(self, frame: bytes) -> Result:
         raise NotImplementedError
+
+
+class Sum8HeaderCodec(HeaderCodec):
+    """A HeaderCodec whose frames end in one byte: the sum of all bytes before it, mod 256."""
+
+    def _checksum_ok(self, frame: bytes) -> bool:
+        return sum8(frame[:-1]) == frame[-1]
+
+    def _checksum_detail(self, frame: bytes) -> str:
+        return f"sum 0x{sum8(frame[:-1]):02X} != 0x{frame[-1]:02X}"

@@ -6,7 +6,7 @@ The heavy pieces (cryptography, cbor2) load on first use, so importing this pack
 
 from __future__ import annotations
 
-import importlib
+from checkgate.lazy import lazy_exports
 
 _EXPORTS = {
     "Verifier": "edge.credentials.verifier",
@@ -18,9 +18,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edge.credentials' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

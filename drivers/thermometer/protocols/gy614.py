@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from ..base import BAD_FIELD, Frame, FrameError, HeaderCodec, in_range, sum8
+from ..base import BAD_FIELD, Frame, FrameError, Sum8HeaderCodec, in_range, sum8
 from ..device import DeviceModel, Scene
 
 DEFAULT_ADDRESS = 0xA4
@@ -39,7 +39,7 @@ def encode_frame(emissivity: float, object_c: float, ambient_c: float, body_c: f
     return _with_sum(bytes([address, READ, REG_EMISSIVITY, 7]) + data)
 
 
-class Gy614Codec(HeaderCodec):
+class Gy614Codec(Sum8HeaderCodec):
     name = "gy-614"
     min_length = 4
     default_baud = 9600
@@ -82,12 +82,6 @@ class Gy614Codec(HeaderCodec):
         if count == 0 or start >= REGISTERS or start + count > REGISTERS:
             raise FrameError(BAD_FIELD, f"register window {start}+{count} outside the {REGISTERS} registers")
         return count + 5
-
-    def _checksum_ok(self, frame: bytes) -> bool:
-        return sum8(frame[:-1]) == frame[-1]
-
-    def _checksum_detail(self, frame: bytes) -> str:
-        return f"sum 0x{sum8(frame[:-1]):02X} != 0x{frame[-1]:02X}"
 
     def _decode(self, frame: bytes) -> Frame:
         start, count = frame[2], frame[3]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from ..base import BAD_FIELD, Frame, FrameError, HeaderCodec, in_range, sum8
+from ..base import BAD_FIELD, Frame, FrameError, Sum8HeaderCodec, in_range, sum8
 from ..device import DeviceModel, Scene
 
 TEMPERATURE = 0x45
@@ -33,7 +33,7 @@ def encode_frame(object_c: float, ambient_c: float) -> bytes:
     return body + bytes([sum8(body)])
 
 
-class GyMcu90614Codec(HeaderCodec):
+class GyMcu90614Codec(Sum8HeaderCodec):
     name = "gy-mcu90614"
     header = b"\x5a\x5a"
     min_length = 4
@@ -61,12 +61,6 @@ class GyMcu90614Codec(HeaderCodec):
         if count == 0 or count > MAX_DATA or (kind == TEMPERATURE and count != 4):
             raise FrameError(BAD_FIELD, f"impossible length byte {count} for type 0x{kind:02X}")
         return count + 5
-
-    def _checksum_ok(self, frame: bytes) -> bool:
-        return sum8(frame[:-1]) == frame[-1]
-
-    def _checksum_detail(self, frame: bytes) -> str:
-        return f"sum 0x{sum8(frame[:-1]):02X} != 0x{frame[-1]:02X}"
 
     def _decode(self, frame: bytes) -> Frame:
         kind = frame[2]

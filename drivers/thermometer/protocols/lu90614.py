@@ -7,7 +7,7 @@ The driver alternates object and body polls so a reading carries both values.
 
 from __future__ import annotations
 
-from ..base import BAD_FIELD, Frame, FrameError, HeaderCodec, Reading, in_range, sum8
+from ..base import BAD_FIELD, Frame, FrameError, Reading, Sum8HeaderCodec, in_range, sum8
 from ..device import DeviceModel, Scene
 
 MODE_BODY, MODE_OBJECT = 0xAC, 0xAA
@@ -29,7 +29,7 @@ def encode_frame(value_c: float, body: bool) -> bytes:
     return body_bytes + bytes([sum8(body_bytes)])
 
 
-class Lu90614Codec(HeaderCodec):
+class Lu90614Codec(Sum8HeaderCodec):
     name = "lu90614"
     header = b"\xfe"
     min_length = 2
@@ -62,12 +62,6 @@ class Lu90614Codec(HeaderCodec):
         if buf[1] not in (MODE_BODY, MODE_OBJECT):
             raise FrameError(BAD_FIELD, f"unknown mode byte 0x{buf[1]:02X}")
         return FRAME_LEN
-
-    def _checksum_ok(self, frame: bytes) -> bool:
-        return sum8(frame[:-1]) == frame[-1]
-
-    def _checksum_detail(self, frame: bytes) -> str:
-        return f"sum 0x{sum8(frame[:-1]):02X} != 0x{frame[-1]:02X}"
 
     def _decode(self, frame: bytes) -> Frame:
         if frame[3] > 99:
